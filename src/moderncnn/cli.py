@@ -1,0 +1,104 @@
+"""The ``moderncnn`` command: parses arguments, calls the library, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from moderncnn import registry
+from moderncnn.summary import model_table, summary
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; reported in one line with exit code 2."""
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1x1x224x224"`` → ``(1, 1, 224, 224)``."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise UsageError(f"--input must be NxCxHxW with positive integers, e.g. 1x3x224x224; got {text!r}")
+    return shape
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = model_table(family=args.family)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="moderncnn models", caption="params and FLOPs: 10 classes, one image at the default input")
+    for column in ("name", "family", "variant", "input", "min px", "params", "GFLOPs"):
+        table.add_column(column, justify="left" if column in ("name", "family", "variant") else "right")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["family"],
+            row["variant"],
+            "x".join(map(str, row["input_shape"][1:])),
+            str(row["min_input_size"]),
+            f"{row['params']:,}",
+            f"{row['flops'] / 1e9:.3f}",
+        )
+    Console(width=100).print(table)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    info = registry.get_model_info(args.model)
+    kwargs = {}
+    shape = parse_shape(args.input) if args.input else None
+    in_channels = shape[1] if shape else info.in_channels
+    if shape and info.fixed_input_size and shape[2] == shape[3]:
+        kwargs["input_size"] = shape[2]  # size the classifier for the requested input, as the book's lazy layers do
+    model = registry.create_model(args.model, num_classes=args.num_classes, in_channels=in_channels, **kwargs)
+    shape = shape or (1, in_channels, info.input_size, info.input_size)
+    result = summary(model, shape, depth=args.depth)
+    if args.json:
+        print(json.dumps({"model": args.model, **result.to_dict()}, indent=2))
+    else:
+        print(result)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moderncnn",
+        description="The modern convolutional networks, LeNet to DenseNet: inspect, train, compare, export.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the registered networks with parameters and FLOPs")
+    p.add_argument("--family", help="only this family (lenet, alexnet, vgg, nin, googlenet, resnet, densenet)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("summary", help="layer-by-layer output shapes, parameters and FLOPs of one network")
+    p.add_argument("model", help="registry name, e.g. alexnet_d2l (see `moderncnn models`)")
+    p.add_argument("--input", help="input shape NxCxHxW (default: 1 image at the network's own input size)")
+    p.add_argument("--num-classes", type=int, default=10, help="number of classes (default: 10)")
+    p.add_argument("--depth", type=int, default=1, help="1 lists the top-level layers as the textbook does (default)")
+    p.add_argument("--json", action="store_true", help="print JSON: layers and totals")
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        # Our own errors (unknown model, bad shape, ...) are ValueErrors with a message meant for the user.
+        print(f"moderncnn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

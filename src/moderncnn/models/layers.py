@@ -1,0 +1,79 @@
+"""Building blocks shared by more than one family, and the weight initialisations they use."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class ConvBNAct(nn.Module):
+    """``Conv2d`` → optional ``BatchNorm2d`` → optional ReLU: the unit GoogLeNet and friends are made of.
+
+    The attribute names (``conv``, ``bn``) are torchvision's ``BasicConv2d`` ones, so GoogLeNet's
+    state dict loads into networks built from this block.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: square kernel side.
+        stride: convolution stride.
+        padding: zero padding; ``None`` keeps the spatial size (``kernel_size // 2``).
+        norm: add a BatchNorm after the convolution.
+        bias: give the convolution a bias; ``None`` means "only without BatchNorm", which is the usual choice
+            (a bias before BatchNorm is cancelled by its mean subtraction; the UvA tutorial keeps it anyway).
+        bn_eps: BatchNorm epsilon (torchvision's GoogLeNet uses 1e-3).
+        act: apply a ReLU at the end.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int | None = None,
+        *,
+        norm: bool = True,
+        bias: bool | None = None,
+        bn_eps: float = 1e-5,
+        act: bool = True,
+    ):
+        super().__init__()
+        padding = kernel_size // 2 if padding is None else padding
+        bias = not norm if bias is None else bias
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps) if norm else None
+        self.act = nn.ReLU(inplace=True) if act else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
+    """Side of a convolution's or pooling's output (floor mode), as in the ``nn.Conv2d`` docs."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def init_kaiming(module: nn.Module, *, mode: str = "fan_out", linear_std: float | None = None) -> None:
+    """He et al. (2015) initialisation, as torchvision's ResNet/VGG/DenseNet and the UvA tutorial use it.
+
+    Convolutions get Kaiming-normal weights for ReLU (``mode`` "fan_out" as torchvision's ResNet and VGG,
+    "fan_in" as its DenseNet and the UvA tutorial), BatchNorm starts as the identity (weight 1, bias 0),
+    biases start at 0. Linear layers get N(0, ``linear_std``) weights when it is given (VGG uses 0.01)
+    and keep PyTorch's default otherwise.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0, linear_std)
+            nn.init.zeros_(m.bias)
