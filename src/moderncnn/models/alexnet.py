@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from moderncnn.models.layers import conv_output_size
+from moderncnn.models.layers import conv_output_size, dense_head
 from moderncnn.registry import register_model
 
 # (out_channels, kernel, stride, padding) per convolution; "M" is a 3x3 stride-2 max pool.
@@ -57,13 +57,7 @@ class AlexNetD2L(nn.Sequential):
         super().__init__(
             *make_features(CFGS["d2l"], in_channels),
             nn.Flatten(),
-            nn.Linear(256 * side * side, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
+            *dense_head(256 * side * side, num_classes, dropout),
         )
 
 

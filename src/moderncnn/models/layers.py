@@ -53,6 +53,19 @@ class ConvBNAct(nn.Module):
         return x
 
 
+def dense_head(in_features: int, num_classes: int, dropout: float = 0.5, hidden: int = 4096) -> list[nn.Module]:
+    """AlexNet's (and VGG's) head as the textbook builds it: two hidden layers, each with ReLU and dropout."""
+    return [
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    ]
+
+
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0) -> int:
     """Side of a convolution's or pooling's output (floor mode), as in the ``nn.Conv2d`` docs."""
     return (size + 2 * padding - kernel_size) // stride + 1

@@ -20,7 +20,7 @@ import itertools
 import torch
 from torch import Tensor, nn
 
-from moderncnn.models.layers import init_kaiming
+from moderncnn.models.layers import dense_head, init_kaiming
 from moderncnn.registry import register_model
 
 Arch = tuple[tuple[int, int], ...]
@@ -54,19 +54,6 @@ def vgg_blocks(arch: Arch, in_channels: int, batch_norm: bool = False) -> list[l
     return blocks
 
 
-def vgg_head(in_features: int, num_classes: int, dropout: float) -> list[nn.Module]:
-    """The 4096-4096-classes head with a ReLU and dropout after each hidden layer."""
-    return [
-        nn.Linear(in_features, 4096),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(4096, 4096),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-        nn.Linear(4096, num_classes),
-    ]
-
-
 class VGG(nn.Module):
     """torchvision's VGG: ``features`` (all blocks in one flat ``nn.Sequential``) → 7x7 pool → ``classifier``."""
 
@@ -81,7 +68,7 @@ class VGG(nn.Module):
         super().__init__()
         self.features = nn.Sequential(*itertools.chain(*vgg_blocks(arch, in_channels, batch_norm)))
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(*vgg_head(arch[-1][1] * 7 * 7, num_classes, dropout))
+        self.classifier = nn.Sequential(*dense_head(arch[-1][1] * 7 * 7, num_classes, dropout))
         init_kaiming(self, linear_std=0.01)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -117,7 +104,7 @@ class VGGD2L(nn.Sequential):
             raise ValueError(f"vgg_d2l with {len(conv_arch)} blocks needs input_size >= {2 ** len(conv_arch)}")
         arch = tuple((n, c // width_ratio) for n, c in conv_arch)
         blocks = [nn.Sequential(*block) for block in vgg_blocks(arch, in_channels)]
-        super().__init__(*blocks, nn.Flatten(), *vgg_head(arch[-1][1] * side * side, num_classes, dropout))
+        super().__init__(*blocks, nn.Flatten(), *dense_head(arch[-1][1] * side * side, num_classes, dropout))
 
 
 _PAPER = "Simonyan & Zisserman 2015"
