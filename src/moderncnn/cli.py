@@ -68,6 +68,50 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):
+    from moderncnn.data import load_dataset
+
+    return load_dataset(args.dataset, data_dir=args.data_dir, val_size=args.val_size, seed=args.seed)
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from moderncnn.data.stats import describe
+
+    info = describe(_load(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{info['dataset']}: {info['channels']} channel(s), {info['image_size'] or 'various'} px")
+    table.add_column("class")
+    for split, entry in info["splits"].items():
+        table.add_column(f"{split} ({entry['size']:,})", justify="right")
+    for i, name in enumerate(info["classes"]):
+        table.add_row(name, *(f"{entry['class_counts'][i]:,}" for entry in info["splits"].values()))
+    console = Console(width=100)
+    console.print(table)
+    console.print(
+        "mean " + ", ".join(f"{m:.4f}" for m in info["mean"]) + "   std " + ", ".join(f"{s:.4f}" for s in info["std"])
+    )
+    return 0
+
+
+def _val_size(text: str) -> int | float:
+    value = float(text)
+    return value if 0 < value < 1 else int(value)
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH or synthetic")
+    p.add_argument("--data-dir", help="data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)")
+    p.add_argument(
+        "--val-size", type=_val_size, default=0, help="validation images carved from train (count or fraction)"
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of the validation split (default: 42)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moderncnn",
@@ -87,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=1, help="1 lists the top-level layers as the textbook does (default)")
     p.add_argument("--json", action="store_true", help="print JSON: layers and totals")
     p.set_defaults(func=cmd_summary)
+
+    data = sub.add_parser("data", help="datasets: statistics and previews").add_subparsers(
+        dest="data_command", required=True, metavar="DATA_COMMAND"
+    )
+    p = data.add_parser("stats", help="split sizes, classes, class balance, mean and std")
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object (splits, classes, mean, std)")
+    p.set_defaults(func=cmd_data_stats)
     return parser
 
 

@@ -1,0 +1,260 @@
+"""Named datasets, read by torchvision, verified by content, held as uint8 tensors.
+
+``load_dataset("fashion-mnist")`` returns a :class:`Dataset`: class names and ``train``/``val``/``test``
+splits. The small named datasets come back in memory as :class:`Split` (uint8 images shaped
+``(N, C, H, W)`` and int64 labels), ready for the device-resident loader; ``imagefolder:PATH`` comes back
+as torchvision ``ImageFolder`` datasets for a ``DataLoader`` (see ``folder.py``).
+
+Files are read by torchvision's own dataset classes. What we change is how a copy is judged: instead of
+the md5 of the files (which rejects a faithful but re-packed copy such as the CIFAR-10 in
+``../shared/data``), the md5 of the decoded arrays is compared with the official content's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor
+
+DEFAULT_ROOT = Path("~/.cache/moderncnn/data")
+NAMED = ("fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used as asked; the message says what to do about it."""
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """``data_dir`` if given, else ``$MODERNCNN_DATA``, else ``~/.cache/moderncnn/data``."""
+    chosen = data_dir or os.environ.get("MODERNCNN_DATA") or DEFAULT_ROOT
+    return Path(chosen).expanduser()
+
+
+@dataclass
+class Split:
+    """One split held in memory: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: Tensor) -> Split:
+        return Split(self.images[indices], self.labels[indices])
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels.tolist()
+
+
+@dataclass
+class Dataset:
+    """A named dataset: its classes and splits (``train`` and ``test``, ``val`` when one is carved out).
+
+    Attributes:
+        name: the name it was loaded by, e.g. ``"cifar10"`` or ``"imagefolder:photos"``.
+        classes: class names, index = label.
+        splits: ``{"train": ..., "val": ..., "test": ...}``; :class:`Split` in memory, or torchvision datasets.
+        channels: 1 (grey) or 3 (RGB).
+        image_size: side of the (square) native images, ``None`` when they vary (image folders).
+        root: where the files were found.
+    """
+
+    name: str
+    classes: list[str]
+    splits: dict[str, Split | torch.utils.data.Dataset]
+    channels: int
+    image_size: int | None
+    root: Path | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def in_memory(self) -> bool:
+        return all(isinstance(s, Split) for s in self.splits.values())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+# md5 of the decoded arrays in torchvision's `.data` layout (contiguous uint8, (N, H, W) or (N, H, W, C)) and of
+# the labels as uint8, for the official content of each split; from ../shared/data/README.md.
+CONTENT_DIGESTS = {
+    ("fashion-mnist", "train"): ("f209073e486d5113ebe2cc431d4df862", "3236f6424fc25388b2834cb19942cf7e"),
+    ("fashion-mnist", "test"): ("b7656a891b218fc13e45205c48a92cae", "8dea97a4e78c1bd1b5a6e8efbb870b6e"),
+    ("cifar10", "train"): ("17e2cb5a4119d89a4a13e02b91701bff", "69c5f3349be54915edfca558b72ad888"),
+    ("cifar10", "test"): ("6d2714505047e13831cd876923568712", "251f18ce75337ae9ca5d0dbd7ea62cf4"),
+}
+
+
+def content_digest(data: np.ndarray | Tensor, labels) -> tuple[str, str]:
+    """md5 of the images and of the labels (as uint8), as in ``CONTENT_DIGESTS``."""
+    images = np.ascontiguousarray(data.numpy() if isinstance(data, Tensor) else data, dtype=np.uint8)
+    targets = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels).astype(np.uint8)
+    return hashlib.md5(images.tobytes()).hexdigest(), hashlib.md5(targets.tobytes()).hexdigest()
+
+
+class CIFAR10(torchvision.datasets.CIFAR10):
+    """torchvision's CIFAR-10 reader; file md5s are not checked here, the decoded content is (see ``_read``)."""
+
+    def _check_integrity(self) -> bool:
+        names = [name for name, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+        return all(Path(self.root, self.base_folder, name).is_file() for name in names)
+
+    def _load_meta(self) -> None:
+        import pickle
+
+        with open(Path(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+_MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+# name → (torchvision reader, folder under the root, the files torchvision reads there)
+_READERS = {
+    "fashion-mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw", _MNIST_FILES),
+    "mnist": (torchvision.datasets.MNIST, "MNIST/raw", _MNIST_FILES),
+    "cifar10": (CIFAR10, "cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]),
+    "cifar100": (torchvision.datasets.CIFAR100, "cifar-100-python", ["train", "test", "meta"]),
+}
+
+
+def _read(name: str, split: str, root: Path, download: bool) -> tuple[Split, list[str]]:
+    """Read one official split through torchvision, downloading if allowed, and verify its content."""
+    reader, folder, files = _READERS[name]
+    missing = [f for f in files if not (root / folder / f).is_file()]
+    if missing:
+        if not download:
+            raise DataError(_missing_message(name, folder, files, root, "downloading is switched off"))
+        try:
+            reader(str(root), train=True, download=True)
+        except Exception as err:
+            raise DataError(_missing_message(name, folder, files, root, f"the download failed ({_first_line(err)})")) from None
+    try:
+        ds = reader(str(root), train=split == "train", download=False)
+    except Exception as err:  # present but unreadable: truncated, not a pickle, failing torchvision's own check
+        raise DataError(
+            f"{name}: the files in {root / folder} could not be read ({_first_line(err)}); they are corrupt or "
+            f"truncated: delete the folder and run again to download a fresh copy"
+        ) from None
+
+    images = ds.data if isinstance(ds.data, Tensor) else torch.from_numpy(np.ascontiguousarray(ds.data))
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    expected = CONTENT_DIGESTS.get((name, split))
+    if expected is not None and content_digest(images, labels) != expected:
+        raise DataError(
+            f"{name} {split} split in {root / folder} is not the official content (the md5 of its decoded "
+            f"images/labels differs): the copy is corrupt, truncated or another dataset; delete the folder and run "
+            f"again to download a fresh copy"
+        )
+    # (N, H, W) grey or (N, H, W, C) RGB → (N, C, H, W)
+    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    return Split(images.contiguous(), labels), list(ds.classes)
+
+
+def _first_line(err: BaseException) -> str:
+    """The error's message on one line, shortened: torchvision's download errors span several lines."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _missing_message(name: str, folder: str, files: list[str], root: Path, why: str) -> str:
+    return (
+        f"{name} is not in {root} (expected {', '.join(files)} in {root / folder}) and {why}. Fix it either way: "
+        f"connect to the network and run again (torchvision downloads it), or put the files there / point "
+        f"--data-dir or $MODERNCNN_DATA at a folder that has them"
+    )
+
+
+def carve_validation(train: Split, val_size: int | float, seed: int) -> tuple[Split, Split | None]:
+    """Split ``train`` into (train, val) with a seeded permutation.
+
+    Same as ``torch.utils.data.random_split(train, [n - val_size, val_size], generator=manual_seed(seed))``,
+    so the UvA tutorial's 45,000/5,000 CIFAR-10 split (seed 42) is reproduced exactly.
+
+    Args:
+        val_size: number of validation images, or a fraction of the training split in [0, 1).
+        seed: seed of the permutation.
+    """
+    n = len(train)
+    count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 <= count < n:
+        raise DataError(f"val_size must be in [0, {n}) images or a fraction in [0, 1), got {val_size}")
+    if count == 0:
+        return train, None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return train.subset(order[: n - count]), train.subset(order[n - count :])
+
+
+def _parse_options(name: str) -> dict[str, int]:
+    """``"synthetic:image_size=28,channels=3"`` → ``{"image_size": 28, "channels": 3}``."""
+    _, _, text = name.partition(":")
+    options = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if not value.strip().lstrip("-").isdigit():
+            raise DataError(f"dataset options are KEY=INTEGER separated by commas, e.g. synthetic:channels=3; got {item!r}")
+        options[key.strip()] = int(value)
+    return options
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    val_size: int | float = 0,
+    seed: int = 42,
+    download: bool = True,
+    **options,
+) -> Dataset:
+    """Load a dataset by name.
+
+    Args:
+        name: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``imagefolder:PATH``, or ``synthetic``
+            with options in the name or as keywords (``synthetic:image_size=28,channels=3``; ``num_train``,
+            ``num_test``, ``image_size``, ``channels``, ``num_classes``, ``seed``).
+        data_dir: data root (default: ``$MODERNCNN_DATA``, else ``~/.cache/moderncnn/data``).
+        val_size: validation images carved from the training split (count or fraction); 0 for none, as the
+            textbook does (it trains on all 60,000 Fashion-MNIST images and reports test accuracy).
+        seed: seed of the validation split.
+        download: let torchvision download missing files.
+
+    Raises:
+        DataError: unknown name, missing files that cannot be downloaded, or a corrupt copy.
+    """
+    if name.startswith("imagefolder:"):
+        from moderncnn.data.folder import load_image_folder
+
+        return load_image_folder(Path(name.split(":", 1)[1]), val_size=val_size or 0.1, seed=seed, **options)
+    if name == "synthetic" or name.startswith("synthetic:"):
+        from moderncnn.data.synthetic import make_synthetic
+
+        options = {**_parse_options(name), **options}
+        valid = ("num_train", "num_test", "image_size", "channels", "num_classes", "seed")
+        if set(options) - set(valid):
+            raise DataError(f"unknown synthetic options {sorted(set(options) - set(valid))}; valid: {', '.join(valid)}")
+        return make_synthetic(val_size=val_size, split_seed=seed, **options)
+    if name not in _READERS:
+        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(NAMED)}, imagefolder:PATH")
+    if options:
+        raise DataError(f"{name} takes no options, got {', '.join(options)}")
+    root = data_root(data_dir)
+    train, classes = _read(name, "train", root, download)
+    test, _ = _read(name, "test", root, download)
+    train, val = carve_validation(train, val_size, seed)
+    splits = {"train": train, **({"val": val} if val is not None else {}), "test": test}
+    return Dataset(name, classes, splits, channels=train.images.shape[1], image_size=train.images.shape[-1], root=root)

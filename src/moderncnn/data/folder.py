@@ -1,0 +1,105 @@
+"""``imagefolder:PATH``: your own images, one sub-folder per class, read by torchvision.
+
+``PATH/train``, ``PATH/val`` and ``PATH/test`` are used when present (a missing ``val`` is carved from
+``train``); otherwise ``PATH`` itself holds the class folders and is split 80/10/10 with a seed. Files
+that are not images, or that cannot be decoded, are skipped with one warning naming each, so one bad
+download does not stop a training run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.io import ImageReadMode, decode_image
+
+from moderncnn.data.datasets import DataError, Dataset
+
+
+def _usable_image(path: str) -> bool:
+    """Whether ``path`` is an image file PIL can parse; warn (once per file) when it is not."""
+    if not path.lower().endswith(IMG_EXTENSIONS):
+        warnings.warn(f"skipping {path}: not an image file (extensions: {', '.join(IMG_EXTENSIONS)})", stacklevel=2)
+        return False
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as err:
+        warnings.warn(f"skipping {path}: cannot be read as an image ({type(err).__name__})", stacklevel=2)
+        return False
+    return True
+
+
+class FolderSplit(torch.utils.data.Dataset):
+    """A list of ``(path, label)`` decoded with ``torchvision.io`` into uint8 ``(C, H, W)``, then ``transform``."""
+
+    def __init__(self, samples: list[tuple[str, int]], channels: int = 3, transform: Callable | None = None):
+        self.samples = samples
+        self.mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        image = decode_image(path, mode=self.mode)
+        return (self.transform(image) if self.transform else image), label
+
+    @property
+    def targets(self) -> list[int]:
+        return [label for _, label in self.samples]
+
+    def subset(self, indices: torch.Tensor) -> FolderSplit:
+        return FolderSplit([self.samples[i] for i in indices.tolist()], transform=self.transform, channels=self.channels)
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.mode == ImageReadMode.RGB else 1
+
+
+def _scan(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+    try:
+        return make_dataset(str(folder), class_to_idx, is_valid_file=_usable_image)
+    except FileNotFoundError as err:
+        raise DataError(f"imagefolder {folder}: {err}") from None
+
+
+def _seeded_split(split: FolderSplit, fractions: list[float], seed: int) -> list[FolderSplit]:
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    counts = [round(f * len(split)) for f in fractions]
+    parts, start = [], 0
+    for count in counts:
+        parts.append(split.subset(order[start : start + count]))
+        start += count
+    return [split.subset(order[start:]), *parts]
+
+
+def load_image_folder(path: Path, *, val_size: float = 0.1, seed: int = 42, channels: int = 3) -> Dataset:
+    """Load ``imagefolder:PATH`` (see the module docstring)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataError(f"imagefolder: {path} is not a folder; give imagefolder:PATH with one sub-folder per class")
+    if not isinstance(val_size, float) or not 0 < val_size < 1:
+        raise DataError(f"imagefolder val_size must be a fraction in (0, 1), got {val_size}")
+    base = path / "train" if (path / "train").is_dir() else path
+    try:
+        classes, class_to_idx = find_classes(str(base))
+    except FileNotFoundError:
+        raise DataError(f"imagefolder: no class sub-folders in {base}; expected {base}/<class>/<image files>") from None
+    train = FolderSplit(_scan(base, class_to_idx), channels)
+    if len(train) == 0:
+        raise DataError(f"imagefolder: no readable images under {base}")
+    if base == path:
+        train, val, test = _seeded_split(train, [val_size, val_size], seed)
+    else:
+        val = FolderSplit(_scan(path / "val", class_to_idx), channels) if (path / "val").is_dir() else None
+        if val is None:
+            train, val = _seeded_split(train, [val_size], seed)
+        test = FolderSplit(_scan(path / "test", class_to_idx), channels) if (path / "test").is_dir() else None
+    splits = {"train": train, "val": val, **({"test": test} if test is not None else {})}
+    return Dataset(f"imagefolder:{path}", classes, splits, channels=channels, image_size=None, root=path)
