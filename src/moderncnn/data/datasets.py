@@ -122,13 +122,17 @@ class CIFAR10(torchvision.datasets.CIFAR10):
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
-_MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+_MNIST_FILES = [f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")]
 
 # name → (torchvision reader, folder under the root, the files torchvision reads there)
 _READERS = {
     "fashion-mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw", _MNIST_FILES),
     "mnist": (torchvision.datasets.MNIST, "MNIST/raw", _MNIST_FILES),
-    "cifar10": (CIFAR10, "cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]),
+    "cifar10": (
+        CIFAR10,
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"],
+    ),
     "cifar100": (torchvision.datasets.CIFAR100, "cifar-100-python", ["train", "test", "meta"]),
 }
 
@@ -143,7 +147,8 @@ def _read(name: str, split: str, root: Path, download: bool) -> tuple[Split, lis
         try:
             reader(str(root), train=True, download=True)
         except Exception as err:
-            raise DataError(_missing_message(name, folder, files, root, f"the download failed ({_first_line(err)})")) from None
+            why = f"the download failed ({_first_line(err)})"
+            raise DataError(_missing_message(name, folder, files, root, why)) from None
     try:
         ds = reader(str(root), train=split == "train", download=False)
     except Exception as err:  # present but unreadable: truncated, not a pickle, failing torchvision's own check
@@ -207,7 +212,9 @@ def _parse_options(name: str) -> dict[str, int]:
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if not value.strip().lstrip("-").isdigit():
-            raise DataError(f"dataset options are KEY=INTEGER separated by commas, e.g. synthetic:channels=3; got {item!r}")
+            raise DataError(
+                f"dataset options are KEY=INTEGER joined by commas, e.g. synthetic:channels=3; got {item!r}"
+            )
         options[key.strip()] = int(value)
     return options
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from moderncnn.data.datasets import DataError, Dataset
 
@@ -34,12 +34,18 @@ def _usable_image(path: str) -> bool:
     return True
 
 
+def decode(path: str, channels: int = 3) -> torch.Tensor:
+    """An image file as a uint8 ``(C, H, W)`` tensor with 3 (RGB) or 1 (grey) channels."""
+    with open(path, "rb") as f, Image.open(f) as im:
+        return pil_to_tensor(im.convert("RGB" if channels == 3 else "L"))
+
+
 class FolderSplit(torch.utils.data.Dataset):
-    """A list of ``(path, label)`` decoded with ``torchvision.io`` into uint8 ``(C, H, W)``, then ``transform``."""
+    """A list of ``(path, label)`` decoded into uint8 ``(C, H, W)`` tensors, then ``transform``."""
 
     def __init__(self, samples: list[tuple[str, int]], channels: int = 3, transform: Callable | None = None):
         self.samples = samples
-        self.mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+        self.channels = channels
         self.transform = transform
 
     def __len__(self) -> int:
@@ -47,7 +53,7 @@ class FolderSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        image = decode_image(path, mode=self.mode)
+        image = decode(path, self.channels)
         return (self.transform(image) if self.transform else image), label
 
     @property
@@ -55,11 +61,7 @@ class FolderSplit(torch.utils.data.Dataset):
         return [label for _, label in self.samples]
 
     def subset(self, indices: torch.Tensor) -> FolderSplit:
-        return FolderSplit([self.samples[i] for i in indices.tolist()], transform=self.transform, channels=self.channels)
-
-    @property
-    def channels(self) -> int:
-        return 3 if self.mode == ImageReadMode.RGB else 1
+        return FolderSplit([self.samples[i] for i in indices.tolist()], self.channels, self.transform)
 
 
 def _scan(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 import torch
-from torchvision.io import decode_image
 
 from moderncnn.data.datasets import Dataset, Split
+from moderncnn.data.folder import decode
 
 CACHE_NAME = "moderncnn-stats.json"
 
@@ -39,7 +39,7 @@ def split_sums(split) -> tuple[torch.Tensor, torch.Tensor, int]:
     squares = torch.zeros(split.channels, dtype=torch.int64)
     count = 0
     for path, _ in split.samples:
-        t, s, n = _pixel_sums(decode_image(path, mode=split.mode).unsqueeze(0))
+        t, s, n = _pixel_sums(decode(path, split.channels).unsqueeze(0))
         total, squares, count = total + t, squares + s, count + n
     return total, squares, count
 
