@@ -12,12 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job. Until training lands (issue 4), the demo shows the model zoo: the registry and the
-# textbook's layer-by-layer printouts.
+# The main job: train the textbook's BatchNorm LeNet on Fashion-MNIST (downloaded on first use into
+# $$MODERNCNN_DATA or ~/.cache/moderncnn/data) and print the book's summary line and the run directory.
 demo: $(STAMP)
-	$(BIN)/moderncnn models
-	$(BIN)/moderncnn summary alexnet_d2l --input 1x1x224x224
-	$(BIN)/moderncnn summary resnet18_d2l --input 1x1x96x96
+	$(BIN)/moderncnn train lenet_bn --dataset fashion-mnist --epochs 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

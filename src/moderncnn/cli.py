@@ -98,6 +98,80 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from moderncnn.engine import TrainConfig, make_config, train
+
+    if args.resume:
+        if args.model or args.config:
+            raise UsageError("--resume continues a run with its own config.yaml; give no MODEL or --config with it")
+        result = train(None, resume=args.resume, quiet=args.quiet)
+    else:
+        overrides = {name: getattr(args, name) for name in [*TRAIN_OPTIONS, "compile", "channels_last"]}
+        if args.config:
+            config = TrainConfig.load(args.config)
+            values = {**config.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+            if args.model:
+                values["model"] = args.model
+            config = TrainConfig.from_dict(values).validate()
+        elif args.model:
+            config = make_config(args.model, **overrides)
+        else:
+            raise UsageError("name a MODEL (see `moderncnn models`), or give --config FILE or --resume RUN")
+        result = train(config, quiet=args.quiet)
+    print(result)
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+# `moderncnn train` options that map one-to-one onto TrainConfig fields (default None: the network's default).
+TRAIN_OPTIONS = {
+    "dataset": (str, "fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH or synthetic"),
+    "data_dir": (str, "data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)"),
+    "epochs": (int, "passes over the training split"),
+    "batch_size": (int, "images per step (per device)"),
+    "lr": (float, "learning rate"),
+    "optimizer": (str, "sgd, adam or adamw"),
+    "momentum": (float, "SGD momentum"),
+    "weight_decay": (float, "L2 weight decay"),
+    "schedule": (str, "none, multistep, cosine or onecycle"),
+    "warmup_epochs": (int, "linear learning-rate warm-up epochs"),
+    "label_smoothing": (float, "cross-entropy label smoothing"),
+    "init": (str, "default, xavier or kaiming weight initialisation"),
+    "augment": (str, "none, d2l, cifar or uva"),
+    "resize": (int, "resize images to this size (the d2l preset uses the network's input)"),
+    "val_size": (None, "validation images carved from train (count or fraction; 0: validate on test)"),
+    "precision": (str, "32, bf16-mixed or 16-mixed"),
+    "accelerator": (str, "cpu, gpu or auto"),
+    "devices": (int, "devices (processes) per node"),
+    "strategy": (str, "Lightning strategy, e.g. ddp"),
+    "num_nodes": (int, "nodes"),
+    "seed": (int, "seed of initialisation, data order and augmentation"),
+    "limit_batches": (float, "batches per epoch (count, or fraction if < 1), for quick checks"),
+    "num_workers": (int, "DataLoader workers for image folders"),
+    "run_dir": (str, "run directory (default: runs/<model>-<dataset>-<time>)"),
+}
+
+
+def _defaults_epilog() -> str:
+    from moderncnn.engine.config import _BY_MODEL, _BY_VARIANT
+
+    lines = ["defaults by variant (then by network):"]
+    for variant, values in _BY_VARIANT.items():
+        lines.append(f"  {variant}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    for model, values in _BY_MODEL.items():
+        lines.append(f"  {model}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    lines.append("  otherwise: " + ", ".join(f"{f.name}={f.default}" for f in _plain_fields()))
+    return "\n".join(lines)
+
+
+def _plain_fields():
+    import dataclasses
+
+    from moderncnn.engine.config import TrainConfig
+
+    return [f for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING and f.name != "run_dir"]
+
+
 def _val_size(text: str) -> int | float:
     value = float(text)
     return value if 0 < value < 1 else int(value)
@@ -139,14 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (splits, classes, mean, std)")
     p.set_defaults(func=cmd_data_stats)
+
+    p = sub.add_parser(
+        "train",
+        help="train a network and write a run directory",
+        description="Train a network. Options left out take the network's defaults, listed below.",
+        epilog=_defaults_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", nargs="?", help="registry name (see `moderncnn models`)")
+    for name, (kind, text) in TRAIN_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=_val_size if kind is None else kind, default=None, help=text)
+    p.add_argument("--compile", action="store_const", const=True, default=None, help="torch.compile the network")
+    p.add_argument("--channels-last", action="store_const", const=True, default=None, help="channels-last memory")
+    p.add_argument("--config", help="a config.yaml written by an earlier run (options given here override it)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its checkpoints/last.ckpt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from moderncnn.engine.module import NonFiniteLossError
+
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, NonFiniteLossError) as err:
         # Our own errors (unknown model, bad shape, ...) are ValueErrors with a message meant for the user.
         print(f"moderncnn {args.command}: error: {err}", file=sys.stderr)
         return 2

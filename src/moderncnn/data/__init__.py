@@ -5,11 +5,14 @@
 ``augment`` holds the augmentation presets; ``loader`` is the device-resident loader.
 """
 
+from moderncnn.data.augment import PRESETS, BatchAugment, reference_transform
 from moderncnn.data.datasets import DataError, Dataset, Split, carve_validation, data_root, load_dataset
 from moderncnn.data.loader import DeviceLoader, shard
 from moderncnn.data.stats import compute_stats, dataset_stats
 
 __all__ = [
+    "PRESETS",
+    "BatchAugment",
     "DataError",
     "Dataset",
     "DeviceLoader",
@@ -19,5 +22,6 @@ __all__ = [
     "data_root",
     "dataset_stats",
     "load_dataset",
+    "reference_transform",
     "shard",
 ]

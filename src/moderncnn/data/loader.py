@@ -33,6 +33,52 @@ def shard(order: Tensor, rank: int, world_size: int, even: bool) -> Tensor:
     return order[rank::world_size]
 
 
+def epoch_indices(
+    n: int, epoch: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, even: bool = False
+) -> Tensor:
+    """This rank's indices into ``n`` images for ``epoch``: a permutation seeded by (seed, epoch), sharded."""
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    else:
+        order = torch.arange(n)
+    return shard(order, rank, world_size, even)
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """The same epoch order and sharding as :class:`DeviceLoader`, for a ``DataLoader`` over an image folder."""
+
+    def __init__(self, n: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, even: bool = False):
+        self.n, self.shuffle, self.seed, self.rank, self.world_size, self.even = (
+            n,
+            shuffle,
+            seed,
+            rank,
+            world_size,
+            even,
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(self._indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+    def _indices(self) -> Tensor:
+        return epoch_indices(
+            self.n,
+            self.epoch,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            even=self.even,
+        )
+
+
 class DeviceLoader:
     """Batches ``(images, labels)`` of a :class:`Split` kept on ``device``.
 
@@ -85,13 +131,15 @@ class DeviceLoader:
 
     def indices(self) -> Tensor:
         """This rank's image indices for the current epoch, in batch order."""
-        n = len(self.labels)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        return shard(order, self.rank, self.world_size, self.even_shards)
+        return epoch_indices(
+            len(self.labels),
+            self.epoch,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            even=self.even_shards,
+        )
 
     def __len__(self) -> int:
         n = len(shard(torch.arange(len(self.labels)), self.rank, self.world_size, self.even_shards))

@@ -1,0 +1,129 @@
+"""``ImageDataModule``: a dataset's splits as loaders for the Trainer, sharded per DDP rank.
+
+In-memory datasets get the device-resident loader on the training device; image folders get a
+``DataLoader`` with workers and torchvision transforms. Both use the same augmentation presets and the
+same seeded epoch order (``data.loader.epoch_indices``).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from moderncnn.data import Dataset, DeviceLoader, Split, dataset_stats, load_dataset
+from moderncnn.data.augment import BatchAugment, reference_transform
+from moderncnn.data.folder import FolderSplit
+from moderncnn.data.loader import ShardSampler
+from moderncnn.engine.config import TrainConfig
+
+
+class FolderLoader:
+    """A ``DataLoader`` over an image folder whose sampler follows the epoch (``set_epoch``)."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, sampler: ShardSampler):
+        self.loader, self.sampler = loader, sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Loads the dataset once (``setup``) and builds a loader per split for this process's rank.
+
+    Args:
+        config: the run's settings (dataset, data_dir, val_size, batch_size, augment, resize, seed, ...).
+        input_size: side of the images the network takes (the resize target when ``config.resize`` is unset
+            and the ``d2l`` preset or an image folder needs one).
+    """
+
+    def __init__(self, config: TrainConfig, input_size: int | None = None):
+        super().__init__()
+        self.cfg = config
+        self.input_size = input_size
+        self.dataset: Dataset | None = None
+        self.mean: list[float] = []
+        self.std: list[float] = []
+
+    def prepare_data(self) -> None:
+        # Once per node, before the ranks start: downloads missing files (and verifies them).
+        load_dataset(self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=0)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            self.dataset = load_dataset(
+                self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=self.cfg.val_size, seed=self.cfg.seed
+            )
+            self.mean, self.std = dataset_stats(self.dataset)
+
+    @property
+    def resize(self) -> int | None:
+        """The size images are resized to: the explicit setting, else the network's when needed."""
+        if self.cfg.resize is not None:
+            return self.cfg.resize
+        native = self.dataset.image_size if self.dataset is not None else None
+        if self.cfg.augment == "d2l" or native is None:
+            return self.input_size
+        return None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the images the network sees."""
+        return self.resize or self.dataset.image_size
+
+    def _loader(self, split_name: str, train: bool):
+        split = self.dataset.splits[split_name]
+        trainer = getattr(self, "trainer", None)
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        preset = self.cfg.augment  # in evaluation (train=False) a preset only resizes and normalises
+        seed = self.cfg.seed + (0 if train else 1)
+        if isinstance(split, Split):
+            augment = BatchAugment(
+                preset,
+                mean=self.mean,
+                std=self.std,
+                resize=self.resize,
+                train=train,
+                generator=torch.Generator(device=device),
+            )
+            return DeviceLoader(
+                split,
+                self.cfg.batch_size,
+                transform=augment,
+                shuffle=train,
+                drop_last=train,
+                seed=seed,
+                device=device,
+                rank=rank,
+                world_size=world,
+            )
+        assert isinstance(split, FolderSplit)
+        transform = reference_transform(preset, mean=self.mean, std=self.std, resize=self.resize, train=train)
+        split = FolderSplit(split.samples, split.channels, transform)
+        sampler = ShardSampler(len(split), shuffle=train, seed=seed, rank=rank, world_size=world, even=train)
+        loader = torch.utils.data.DataLoader(
+            split,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            drop_last=train,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+        return FolderLoader(loader, sampler)
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        # Without a validation split (the textbook's setting), the test split is the one monitored each epoch.
+        return self._loader("val" if "val" in self.dataset.splits else "test", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)

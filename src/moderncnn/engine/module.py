@@ -1,0 +1,164 @@
+"""``ImageClassifier``: any registered network as a LightningModule (loss, accuracy, optimiser, schedule)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import Tensor, nn
+
+from moderncnn.engine.config import TrainConfig
+from moderncnn.registry import create_model
+
+
+def initialise(model: nn.Module, scheme: str) -> None:
+    """Re-initialise conv and linear weights: ``xavier`` (uniform, as the textbook's train_ch6) or ``kaiming``."""
+    if scheme == "default":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+class ImageClassifier(L.LightningModule):
+    """A registered network trained with cross-entropy; accuracy through torchmetrics.
+
+    Args:
+        config: the run's settings as a plain dict (``TrainConfig.to_dict()``), saved in every checkpoint.
+        num_classes: number of classes of the dataset.
+        in_channels: image channels of the dataset.
+        class_names: the dataset's class names, saved in every checkpoint for predict/export.
+        mean, std: the normalisation the network was trained with, saved likewise.
+        input_size: side of the images the network sees.
+        steps_per_epoch: optimiser steps per epoch (for the one-cycle schedule).
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        num_classes: int,
+        in_channels: int,
+        class_names: list[str],
+        mean: list[float],
+        std: list[float],
+        input_size: int,
+        steps_per_epoch: int = 1,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.from_dict(config)
+        self.net = create_model(
+            self.cfg.model, num_classes=num_classes, in_channels=in_channels, **self.cfg.model_kwargs
+        )
+        initialise(self.net, self.cfg.init)
+        if self.cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if self.cfg.compile:
+            self.net.compile()  # in place: the state-dict keys stay those of the network
+        self.loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        metric = {"task": "multiclass", "num_classes": num_classes}
+        self.train_acc = torchmetrics.Accuracy(**metric)
+        self.val_acc = torchmetrics.Accuracy(**metric)
+        self.test_acc = torchmetrics.Accuracy(**metric)
+        self.val_loss = torchmetrics.MeanMetric()
+        self.test_loss = torchmetrics.MeanMetric()
+        self.train_loss = torchmetrics.MeanMetric()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.net(x)
+        # GoogLeNet with auxiliary heads returns (logits, aux2, aux1) in training; the loss uses the logits only.
+        return out[0] if isinstance(out, tuple) else out
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self._logits(x)
+        loss = self.loss(logits, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
+                f"{batch_idx}); lower the learning rate (now {self.cfg.lr}) or check the data"
+            )
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        self.train_loss.update(loss.detach(), weight=len(y))
+        self.train_acc.update(logits.detach(), y)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train_loss", self.train_loss.compute(), sync_dist=False)
+        self.log("train_acc", self.train_acc.compute())
+        self.train_loss.reset()
+        self.train_acc.reset()
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], loss_metric, acc_metric) -> None:
+        x, y = batch
+        logits = self._logits(x)
+        loss_metric.update(self.loss(logits, y), weight=len(y))
+        acc_metric.update(logits, y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics all-reduces the sums across DDP ranks in compute(): each image counts once.
+        self.log("val_loss", self.val_loss.compute())
+        self.log("val_acc", self.val_acc.compute())
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test_loss", self.test_loss.compute())
+        self.log("test_acc", self.test_acc.compute())
+        self.test_loss.reset()
+        self.test_acc.reset()
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        params = self.net.parameters()
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+            )
+        elif cfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = max(1, self.hparams.steps_per_epoch)
+        if cfg.schedule == "onecycle":
+            total = steps * cfg.epochs
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # Per-step multiplier: linear warm-up, then the schedule by (fractional) epoch.
+        warmup = cfg.warmup_epochs * steps
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            epoch = step / steps
+            if cfg.schedule == "multistep":
+                return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+            if cfg.schedule == "cosine":
+                progress = (step - warmup) / max(1, steps * cfg.epochs - warmup)
+                return 0.5 * (1 + math.cos(math.pi * progress))
+            return 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

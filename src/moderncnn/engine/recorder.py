@@ -1,0 +1,165 @@
+"""What a run leaves on disk each epoch: a row of ``metrics.csv``, ``curves.png``, ``last.ckpt`` and ``best.ckpt``.
+
+Checkpoints are written to a temporary file and renamed over the old one (``AtomicCheckpointIO``), so a
+process killed at any moment leaves either the previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "examples_per_sec",
+    "epoch_seconds",
+]
+TIMING_COLUMNS = ("examples_per_sec", "epoch_seconds")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to ``<path>.tmp``, flush to disk, then ``os.replace`` onto ``<path>``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class RunRecorder(Checkpoint):
+    """Writes the per-epoch record of a run (a ``Checkpoint`` callback, so it runs after the module's hooks).
+
+    Args:
+        run_dir: the run directory.
+        seed: the run's seed; the global RNG (dropout) is reseeded from it at every epoch start, so a run
+            resumed from ``last.ckpt`` continues exactly as the uninterrupted run would have.
+        on_epoch_end: called with the run directory after each epoch's files are written (draws the curves).
+    """
+
+    def __init__(self, run_dir: Path, seed: int, on_epoch_end=None):
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.on_epoch_end = on_epoch_end
+        self.best_acc = -1.0
+        self.train_seconds = 0.0
+        self.train_examples = 0
+        self._start = 0.0
+        self._examples = 0
+        self._val_start = 0.0
+        self._val_seconds = 0.0
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    def state_dict(self) -> dict:
+        return {"best_acc": self.best_acc, "train_seconds": self.train_seconds, "train_examples": self.train_examples}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_acc = state["best_acc"]
+        self.train_seconds = state["train_seconds"]
+        self.train_examples = state["train_examples"]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # A resumed run may have written rows after its last checkpoint: drop them, they will be redone.
+        rows = [r for r in read_metrics(self.metrics_path) if int(r["epoch"]) < trainer.current_epoch]
+        if trainer.is_global_zero:
+            self._write_rows(rows)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank)
+        loader = trainer.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(trainer.current_epoch)
+        self._examples = 0
+        self._val_seconds = 0.0
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._examples += len(batch[1])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = time.perf_counter() - self._start  # training only: the validation pass ran before this hook
+        seconds -= self._val_seconds
+        self.train_seconds += seconds
+        examples = self._examples * trainer.world_size
+        self.train_examples += examples
+        m = trainer.callback_metrics
+        row = {
+            "epoch": trainer.current_epoch,
+            "train_loss": f"{m['train_loss'].item():.6f}",
+            "train_acc": f"{m['train_acc'].item():.6f}",
+            "val_loss": f"{m['val_loss'].item():.6f}" if "val_loss" in m else "",
+            "val_acc": f"{m['val_acc'].item():.6f}" if "val_acc" in m else "",
+            "lr": f"{trainer.optimizers[0].param_groups[0]['lr']:.6g}",
+            "examples_per_sec": f"{examples / seconds:.1f}",
+            "epoch_seconds": f"{seconds:.2f}",
+        }
+        val_acc = m["val_acc"].item() if "val_acc" in m else m["train_acc"].item()
+        if trainer.is_global_zero:
+            self._write_rows([*read_metrics(self.metrics_path), row])
+        # Order matters for resuming: the row first, then the checkpoints that say the epoch is done.
+        if val_acc > self.best_acc:
+            self.best_acc = val_acc
+            trainer.save_checkpoint(self.run_dir / "checkpoints" / "best.ckpt", weights_only=False)
+        trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        if trainer.is_global_zero and self.on_epoch_end is not None:
+            self.on_epoch_end(self.run_dir)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._val_seconds += time.perf_counter() - self._val_start
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        # last.ckpt is left as the end of the last finished epoch: resuming from there reproduces the
+        # uninterrupted run exactly, which a checkpoint from the middle of an epoch would not.
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            done = trainer.current_epoch
+            print(
+                f"interrupted in epoch {done + 1}; {last} holds the end of epoch {done}. "
+                f"Resume with: moderncnn train --resume {self.run_dir}",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"interrupted in epoch 1, before any checkpoint; nothing to resume in {self.run_dir}", file=sys.stderr
+            )
+
+    def _write_rows(self, rows: list[dict]) -> None:
+        tmp = self.metrics_path.with_name("metrics.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.metrics_path)

@@ -1,0 +1,37 @@
+"""``curves.png``: train loss, train accuracy and validation accuracy per epoch on one figure, as the textbook plots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Draw ``run_dir/metrics.csv`` into ``out`` (default ``run_dir/curves.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for column, style, label in (
+        ("train_loss", "-", "train loss"),
+        ("train_acc", "--", "train acc"),
+        ("val_acc", "-.", "val acc"),
+    ):
+        values = [float(r[column]) for r in rows if r[column] != ""]
+        if values:
+            ax.plot(epochs[: len(values)], values, style, marker="o", markersize=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(run_dir.name, fontsize=9)
+    fig.tight_layout()
+    out = Path(out) if out is not None else run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,200 @@
+"""Training runs on generated data: the run directory, determinism, resume after SIGKILL, refusals and errors."""
+
+import csv
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from moderncnn.engine import TrainConfig, load_checkpoint, make_config, train
+from moderncnn.engine.recorder import TIMING_COLUMNS, AtomicCheckpointIO
+
+DATA = "synthetic:image_size=28,num_train=1200,num_test=300"
+CLI = [str(Path(sys.executable).with_name("moderncnn"))]
+
+
+def config(tmp_path: Path, name: str = "run", **overrides) -> TrainConfig:
+    settings = {
+        "dataset": DATA,
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 0.5,
+        "val_size": 200,
+        "run_dir": str(tmp_path / name),
+    }
+    return make_config("lenet_bn", **{**settings, **overrides})
+
+
+def metrics(run_dir: Path, timing: bool = False) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows if timing else [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+
+
+def test_a_run_directory_holds_everything_about_the_run(tmp_path):
+    result = train(config(tmp_path), quiet=True)
+    run = tmp_path / "run"
+    assert result.run_dir == run
+    for name in ("config.yaml", "metrics.csv", "curves.png", "results.json", "checkpoints/last.ckpt",
+                 "checkpoints/best.ckpt"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = metrics(run, timing=True)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert all(float(r["examples_per_sec"]) > 0 and float(r["epoch_seconds"]) > 0 for r in rows)
+    # The textbook's summary line.
+    assert str(result).startswith(f"loss {result.train_loss:.3f}, train acc {result.train_acc:.3f}, test acc ")
+    assert str(result).endswith(" examples/sec on cpu")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == "lenet_bn" and saved["lr"] == 0.5 and saved["run_dir"] == str(run)
+    results = json.loads((run / "results.json").read_text())
+    assert results["test_acc"] == pytest.approx(result.test_acc, abs=1e-6) and results["summary"] == str(result)
+    # The checkpoint has what predict/export need, and loads as tensors and plain types only.
+    hparams = load_checkpoint(run / "checkpoints" / "best.ckpt")["hyper_parameters"]
+    assert hparams["config"]["model"] == "lenet_bn" and hparams["class_names"][1] == "18deg"
+    assert hparams["in_channels"] == 1 and hparams["input_size"] == 28 and len(hparams["mean"]) == 1
+
+
+def test_the_network_learns(tmp_path):
+    data = "synthetic:image_size=28,num_train=1200,num_test=300,num_classes=4"
+    result = train(config(tmp_path, dataset=data, epochs=4, lr=1.0, momentum=0.9), quiet=True)
+    assert result.test_acc > 0.6  # 4 classes: chance is 0.25
+
+
+def test_same_seed_same_metrics_and_config_repeats_the_run(tmp_path):
+    train(config(tmp_path, "a"), quiet=True)
+    train(config(tmp_path, "b"), quiet=True)
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    repeated = TrainConfig.load(tmp_path / "a" / "config.yaml")
+    repeated.run_dir = str(tmp_path / "c")
+    train(repeated, quiet=True)
+    assert metrics(tmp_path / "c") == metrics(tmp_path / "a")
+    train(config(tmp_path, "d", seed=7), quiet=True)
+    assert metrics(tmp_path / "d") != metrics(tmp_path / "a")
+
+
+def _cli_args(run_dir: Path, epochs: int = 3) -> list[str]:
+    return ["train", "lenet_bn", "--dataset", "synthetic:image_size=28,num_train=24000,num_test=300",
+            "--epochs", str(epochs), "--batch-size", "64", "--lr", "0.5", "--val-size", "200", "--quiet",
+            "--run-dir", str(run_dir)]  # fmt: skip
+
+
+def test_a_run_killed_in_epoch_two_resumes_to_the_same_result(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(CLI + _cli_args(straight), check=True, capture_output=True)
+
+    proc = subprocess.Popen(CLI + _cli_args(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)  # well into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [r["epoch"] for r in metrics(killed)] == ["0"], "the kill must land during epoch 2"
+
+    resumed = subprocess.run(CLI + ["train", "--resume", str(killed), "--quiet"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics(killed) == metrics(straight)
+    assert "test acc" in resumed.stdout
+
+
+def test_ctrl_c_keeps_last_checkpoint_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen(CLI + _cli_args(run, epochs=5), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert f"moderncnn train --resume {run}" in out + err
+    load_checkpoint(last)  # intact and ours
+
+
+def test_atomic_checkpoint_write_keeps_the_old_file_when_interrupted(tmp_path):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise KeyboardInterrupt  # as if the process were stopped half-way through writing
+
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "x": Boom()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(3))
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step_and_keeps_checkpoints(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = torch.nn.CrossEntropyLoss.forward
+
+    def poisoned(self, logits, target):
+        calls["n"] += 1
+        loss = original(self, logits, target)
+        return loss * float("nan") if calls["n"] > 25 else loss  # after epoch 1 (17 steps + 4 val batches)
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    cfg = config(tmp_path, epochs=3)
+    with pytest.raises(RuntimeError, match=r"the loss became nan at step \d+ \(epoch 1, batch \d+\); lower the"):
+        train(cfg, quiet=True)
+    for name in ("last.ckpt", "best.ckpt"):
+        assert load_checkpoint(tmp_path / "run" / "checkpoints" / name)["epoch"] == 0
+
+
+def test_tampered_and_foreign_checkpoints_are_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    tampered = tmp_path / "tampered.ckpt"
+    tampered.write_bytes(pickle.dumps({"state_dict": {}, "hyper_parameters": {"config": {}}, "x": Payload()}))
+    with pytest.raises(ValueError, match="refusing .*tampered.ckpt: not a plain moderncnn checkpoint"):
+        load_checkpoint(tampered)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weight": torch.ones(2)}, foreign)
+    with pytest.raises(ValueError, match="not a moderncnn training checkpoint"):
+        load_checkpoint(foreign)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lenet", "--optimizer", "rmsprop"], "optimizer must be one of sgd, adam, adamw, got 'rmsprop'"),
+        (["lenet", "--lr", "-0.1"], "lr must be positive, got -0.1"),
+        (["lenet", "--batch-size", "0"], "batch size must be at least 1, got 0"),
+        (["lenet", "--augment", "autoaugment"], "augment must be one of none, d2l, cifar, uva"),
+        (["lenett"], "unknown model 'lenett'; did you mean lenet"),
+        (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: it has no checkpoints/last.ckpt"),
+        ([], "name a MODEL"),
+    ],
+)
+def test_invalid_settings_fail_in_one_line_before_any_work(capsys, argv, message):
+    from moderncnn.cli import main
+
+    started = time.perf_counter()
+    assert main(["train", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert time.perf_counter() - started < 5
+
+
+def test_resuming_with_a_checkpoint_of_another_model_is_refused(tmp_path):
+    train(config(tmp_path, epochs=1), quiet=True)
+    run = tmp_path / "run"
+    settings = yaml.safe_load((run / "config.yaml").read_text())
+    settings["model"] = "lenet"
+    (run / "config.yaml").write_text(yaml.safe_dump(settings))
+    with pytest.raises(ValueError, match="checkpoint .* was written by lenet_bn, not lenet"):
+        train(TrainConfig.load(run / "config.yaml"), resume=run, quiet=True)
