@@ -84,3 +84,38 @@ def test_console_script_smoke():
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "models" in result.stdout and "summary" in result.stdout
+
+
+def test_data_stats_json_has_the_promised_keys(capsys):
+    code, out, _ = run(capsys, "data", "stats", "synthetic:num_classes=4,channels=3", "--val-size", "100", "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert {"splits", "classes", "mean", "std"} <= set(info) and len(info["mean"]) == 3
+    assert info["splits"]["val"]["size"] == 100 and sum(info["splits"]["train"]["class_counts"]) == 1900
+
+
+def test_data_stats_table(capsys):
+    code, out, _ = run(capsys, "data", "stats", "synthetic")
+    assert code == 0 and "train (2,000)" in out and "0deg" in out and "mean " in out
+
+
+def test_data_preview_writes_a_png(capsys, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    code, text, _ = run(capsys, "data", "preview", "synthetic:channels=3", "--augment", "cifar", "--out", str(out))
+    assert code == 0 and str(out) in text
+    with Image.open(out) as image:
+        width, height = image.size
+    assert height > width  # eight rows of an image beside its five augmented versions
+
+
+def test_data_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(self):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR100, "download", offline)  # never download in a test
+    code, _, err = run(capsys, "data", "stats", "cifar100", "--data-dir", str(tmp_path))
+    assert code == 2 and "cifar100 is not in" in err and err.count("\n") == 1

@@ -152,6 +152,16 @@ TRAIN_OPTIONS = {
 }
 
 
+def cmd_data_preview(args: argparse.Namespace) -> int:
+    from moderncnn.data.preview import preview_grid
+
+    out = preview_grid(
+        _load(args), args.out, split=args.split, count=args.count, augment=args.augment, resize=args.resize
+    )
+    print(f"wrote {out}")
+    return 0
+
+
 def _defaults_epilog() -> str:
     from moderncnn.engine.config import _BY_MODEL, _BY_VARIANT
 
@@ -213,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (splits, classes, mean, std)")
     p.set_defaults(func=cmd_data_stats)
+    p = data.add_parser("preview", help="a labelled grid of images, optionally beside augmented versions")
+    _add_data_options(p)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--augment", help="show each image beside augmented versions: none, d2l, cifar or uva")
+    p.add_argument("--resize", type=int, help="resize to this size (the d2l preset needs one)")
+    p.add_argument("--split", default="train", help="train, val or test (default: train)")
+    p.add_argument("--count", type=int, default=8, help="number of images (default: 8)")
+    p.set_defaults(func=cmd_data_preview)
 
     p = sub.add_parser(
         "train",

@@ -58,7 +58,7 @@ def preview_grid(
         columns += [aug(images) for _ in range(versions)]
     rows, cols = (len(images), len(columns)) if augment else (-(-len(images) // 8), min(8, len(images)))
 
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(len(images)):
