@@ -198,3 +198,45 @@ def test_resuming_with_a_checkpoint_of_another_model_is_refused(tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(settings))
     with pytest.raises(ValueError, match="checkpoint .* was written by lenet_bn, not lenet"):
         train(TrainConfig.load(run / "config.yaml"), resume=run, quiet=True)
+
+
+def test_two_cpu_processes_aggregate_metrics_like_one(tmp_path):
+    """DDP on CPU (gloo): 301 test and 201 validation images split unevenly over 2 ranks still count once each."""
+    from moderncnn.engine.evaluate import evaluate
+
+    run = tmp_path / "ddp"
+    args = ["train", "lenet_bn", "--dataset", "synthetic:image_size=28,num_train=1200,num_test=301", "--epochs", "2",
+            "--batch-size", "64", "--val-size", "201", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+            "--quiet", "--run-dir", str(run)]  # fmt: skip
+    done = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("examples/sec on cpu") == 1  # one report, from rank 0
+    results = json.loads((run / "results.json").read_text())
+    single = evaluate(run, checkpoint="last")
+    assert single.images == 301
+    assert results["test_acc"] == pytest.approx(single.accuracy, abs=1e-6)
+    assert float(metrics(run)[-1]["val_acc"]) == pytest.approx(
+        evaluate(run, checkpoint="last", split="val").accuracy, abs=1e-6
+    )
+
+
+def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix(tmp_path, capsys):
+    from moderncnn.cli import main
+
+    result = train(config(tmp_path, epochs=1), quiet=True)
+    assert main(["evaluate", str(result.run_dir), "--checkpoint", "last", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == pytest.approx(result.test_acc, abs=1e-6) and report["images"] == 300
+    matrix = torch.tensor(report["confusion"])
+    assert matrix.sum() == 300 and matrix.diag().sum() / 300 == pytest.approx(report["accuracy"], abs=1e-6)
+    per_class = (matrix.diag() / matrix.sum(1)).tolist()
+    assert report["per_class"] == pytest.approx(per_class)
+    true, predicted, count = report["worst_pairs"][0]
+    names = report["classes"]
+    off = matrix.clone().fill_diagonal_(0)
+    assert count == off.max() == off[names.index(true), names.index(predicted)]
+    assert Path(report["confusion_png"]).is_file()
+    assert main(["evaluate", str(result.run_dir), "--split", "val"]) == 0
+    assert "val accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(result.run_dir), "--split", "holdout"]) == 2
+    assert "has no 'holdout' split" in capsys.readouterr().err

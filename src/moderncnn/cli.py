@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from moderncnn import registry
 from moderncnn.summary import model_table, summary
@@ -118,8 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             raise UsageError("name a MODEL (see `moderncnn models`), or give --config FILE or --resume RUN")
         result = train(config, quiet=args.quiet)
-    print(result)
-    print(f"run directory: {result.run_dir}")
+    if result.rank == 0:  # under DDP every process returns here; one report is enough
+        print(result)
+        print(f"run directory: {result.run_dir}")
     return 0
 
 
@@ -159,6 +161,36 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
         _load(args), args.out, split=args.split, count=args.count, augment=args.augment, resize=args.resize
     )
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from moderncnn.engine.evaluate import evaluate
+    from moderncnn.reports.confusion import plot_confusion
+
+    result = evaluate(
+        args.run, dataset=args.dataset, split=args.split, data_dir=args.data_dir, checkpoint=args.checkpoint
+    )
+    out = Path(args.out) if args.out else Path(args.run) / f"confusion-{args.split}.png"
+    plot_confusion(result.confusion, result.classes, out, title=f"{args.run} ({args.split}, {args.checkpoint}.ckpt)")
+    if args.json:
+        print(json.dumps({**result.to_dict(), "confusion_png": str(out)}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=100)
+    console.print(f"{args.split} accuracy {result.accuracy:.4f} on {result.images:,} images ({args.checkpoint}.ckpt)")
+    table = Table()
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, acc in zip(result.classes, result.per_class, strict=True):
+        table.add_row(name, f"{acc:.3f}")
+    console.print(table)
+    console.print(
+        "most confused (true -> predicted: count): " + "; ".join(f"{a} -> {b}: {n}" for a, b, n in result.worst_pairs)
+    )
+    console.print(f"confusion matrix: {out}")
     return 0
 
 
@@ -249,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its checkpoints/last.ckpt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--dataset", help="evaluate on another dataset with the same classes (default: the run's)")
+    p.add_argument("--data-dir", help="data root")
+    p.add_argument("--split", default="test", help="test or val (default: test)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    p.add_argument("--out", help="confusion matrix PNG (default: RUN/confusion-SPLIT.png)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

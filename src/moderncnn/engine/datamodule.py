@@ -76,12 +76,13 @@ class ImageDataModule(L.LightningDataModule):
         """Side of the images the network sees."""
         return self.resize or self.dataset.image_size
 
-    def _loader(self, split_name: str, train: bool):
+    def _loader(self, split_name: str, train: bool, device: torch.device | None = None):
         split = self.dataset.splits[split_name]
         trainer = getattr(self, "trainer", None)
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if device is None:
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         preset = self.cfg.augment  # in evaluation (train=False) a preset only resizes and normalises
         seed = self.cfg.seed + (0 if train else 1)
         if isinstance(split, Split):

@@ -36,6 +36,7 @@ class RunResult:
     test_acc: float
     examples_per_sec: float
     device: str
+    rank: int = 0
 
     def __str__(self) -> str:
         return (
@@ -75,6 +76,8 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Epoch metrics are torchmetrics objects, already all-reduced across ranks by compute().
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
 
 
 def _trainer(config: TrainConfig, run_dir: Path, recorder: RunRecorder, quiet: bool) -> L.Trainer:
@@ -172,6 +175,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
         test_acc=test["test_acc"],
         examples_per_sec=recorder.train_examples / max(recorder.train_seconds, 1e-9),
         device=device,
+        rank=trainer.global_rank,
     )
     if trainer.is_global_zero:
         results = {
