@@ -18,12 +18,12 @@ demo: $(STAMP)
 	$(BIN)/moderncnn train lenet_bn --dataset fashion-mnist --epochs 5
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -14,17 +14,16 @@ Needs the real data (../shared/data/prepare ~/.cache/moderncnn/data); prints a m
 from __future__ import annotations
 
 import argparse
-import gc
 import platform
 import time
 from datetime import date
 
 import torch
 from torchvision import transforms
+from torchvision.datasets import FashionMNIST
 
 from moderncnn.data import BatchAugment, DeviceLoader, data_root, dataset_stats, load_dataset
 from moderncnn.data.datasets import CIFAR10
-from torchvision.datasets import FashionMNIST
 
 
 def timed(batches, limit: int, repeats: int = 3) -> float:
@@ -57,7 +56,8 @@ def main() -> None:
     ]
     print(
         f"{date.today()} · {platform.processor() or platform.machine()} · {torch.get_num_threads()} threads · "
-        f"device {args.device} · {args.images} images per case, median of 3 passes · DataLoader workers {args.workers}\n"
+        f"device {args.device} · {args.images} images per case, median of 3 passes · "
+        f"DataLoader workers {args.workers}\n"
     )
     print("| dataset | preset | resize | batch | device-resident img/s | DataLoader img/s | speed-up |")
     print("|---|---|---|--:|--:|--:|--:|")

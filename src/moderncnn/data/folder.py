@@ -81,13 +81,21 @@ def _seeded_split(split: FolderSplit, fractions: list[float], seed: int) -> list
     return [split.subset(order[start:]), *parts]
 
 
-def load_image_folder(path: Path, *, val_size: float = 0.1, seed: int = 42, channels: int = 3) -> Dataset:
-    """Load ``imagefolder:PATH`` (see the module docstring)."""
+def _fraction(val_size: int | float, n: int) -> float:
+    """``val_size`` as a fraction of ``n`` images (it may be given as a count)."""
+    fraction = val_size if isinstance(val_size, float) else val_size / max(n, 1)
+    if not 0 < fraction < 0.5:
+        raise DataError(
+            f"imagefolder val_size must be a fraction in (0, 0.5) or fewer than {n // 2} images, got {val_size}"
+        )
+    return fraction
+
+
+def load_image_folder(path: Path, *, val_size: int | float = 0.1, seed: int = 42, channels: int = 3) -> Dataset:
+    """Load ``imagefolder:PATH`` (see the module docstring); ``val_size`` applies where a split is carved."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise DataError(f"imagefolder: {path} is not a folder; give imagefolder:PATH with one sub-folder per class")
-    if not isinstance(val_size, float) or not 0 < val_size < 1:
-        raise DataError(f"imagefolder val_size must be a fraction in (0, 1), got {val_size}")
     base = path / "train" if (path / "train").is_dir() else path
     try:
         classes, class_to_idx = find_classes(str(base))
@@ -97,11 +105,12 @@ def load_image_folder(path: Path, *, val_size: float = 0.1, seed: int = 42, chan
     if len(train) == 0:
         raise DataError(f"imagefolder: no readable images under {base}")
     if base == path:
-        train, val, test = _seeded_split(train, [val_size, val_size], seed)
+        fraction = _fraction(val_size, len(train))
+        train, val, test = _seeded_split(train, [fraction, fraction], seed)
     else:
         val = FolderSplit(_scan(path / "val", class_to_idx), channels) if (path / "val").is_dir() else None
         if val is None:
-            train, val = _seeded_split(train, [val_size], seed)
+            train, val = _seeded_split(train, [_fraction(val_size, len(train))], seed)
         test = FolderSplit(_scan(path / "test", class_to_idx), channels) if (path / "test").is_dir() else None
     splits = {"train": train, "val": val, **({"test": test} if test is not None else {})}
     return Dataset(f"imagefolder:{path}", classes, splits, channels=channels, image_size=None, root=path)

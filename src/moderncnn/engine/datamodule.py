@@ -17,22 +17,6 @@ from moderncnn.data.loader import ShardSampler
 from moderncnn.engine.config import TrainConfig
 
 
-class FolderLoader:
-    """A ``DataLoader`` over an image folder whose sampler follows the epoch (``set_epoch``)."""
-
-    def __init__(self, loader: torch.utils.data.DataLoader, sampler: ShardSampler):
-        self.loader, self.sampler = loader, sampler
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        return iter(self.loader)
-
-
 class ImageDataModule(L.LightningDataModule):
     """Loads the dataset once (``setup``) and builds a loader per split for this process's rank.
 
@@ -109,7 +93,8 @@ class ImageDataModule(L.LightningDataModule):
         transform = reference_transform(preset, mean=self.mean, std=self.std, resize=self.resize, train=train)
         split = FolderSplit(split.samples, split.channels, transform)
         sampler = ShardSampler(len(split), shuffle=train, seed=seed, rank=rank, world_size=world, even=train)
-        loader = torch.utils.data.DataLoader(
+        # The sampler shards per rank itself, so the Trainer is told not to swap in a DistributedSampler.
+        return torch.utils.data.DataLoader(
             split,
             batch_size=self.cfg.batch_size,
             sampler=sampler,
@@ -117,7 +102,6 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
         )
-        return FolderLoader(loader, sampler)
 
     def train_dataloader(self):
         return self._loader("train", train=True)

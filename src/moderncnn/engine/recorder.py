@@ -94,8 +94,9 @@ class RunRecorder(Checkpoint):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank)
         loader = trainer.train_dataloader
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(trainer.current_epoch)
+        for part in (loader, getattr(loader, "sampler", None)):  # DeviceLoader, or a DataLoader's ShardSampler
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(trainer.current_epoch)
         self._examples = 0
         self._val_seconds = 0.0
         self._start = time.perf_counter()

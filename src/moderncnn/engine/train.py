@@ -78,6 +78,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # Epoch metrics are torchmetrics objects, already all-reduced across ranks by compute().
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+    # Only epoch-level metrics go to the logger, so the per-step logging interval does not matter.
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 def _trainer(config: TrainConfig, run_dir: Path, recorder: RunRecorder, quiet: bool) -> L.Trainer:
@@ -108,6 +110,7 @@ def _trainer(config: TrainConfig, run_dir: Path, recorder: RunRecorder, quiet: b
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our loaders shard per rank themselves (data.loader.shard)
         enable_model_summary=False,
         enable_progress_bar=not quiet,
         default_root_dir=run_dir,
