@@ -45,29 +45,18 @@ def epoch_indices(
 
 
 class ShardSampler(torch.utils.data.Sampler):
-    """The same epoch order and sharding as :class:`DeviceLoader`, for a ``DataLoader`` over an image folder."""
+    """This rank's indices of each epoch (:func:`epoch_indices`); a ``DataLoader`` sampler, and the order of
+    :class:`DeviceLoader`."""
 
     def __init__(self, n: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, even: bool = False):
-        self.n, self.shuffle, self.seed, self.rank, self.world_size, self.even = (
-            n,
-            shuffle,
-            seed,
-            rank,
-            world_size,
-            even,
-        )
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size, self.even = rank, world_size, even
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self):
-        return iter(self._indices().tolist())
-
-    def __len__(self) -> int:
-        return len(self._indices())
-
-    def _indices(self) -> Tensor:
+    def indices(self) -> Tensor:
         return epoch_indices(
             self.n,
             self.epoch,
@@ -77,6 +66,13 @@ class ShardSampler(torch.utils.data.Sampler):
             world_size=self.world_size,
             even=self.even,
         )
+
+    def __iter__(self):
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        # The shard size does not depend on the permutation.
+        return len(shard(torch.arange(self.n), self.rank, self.world_size, self.even))
 
 
 class DeviceLoader:
@@ -117,38 +113,30 @@ class DeviceLoader:
         self.labels = split.labels.to(self.device)
         self.batch_size = batch_size
         self.transform = transform
-        self.shuffle = shuffle
         self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.even_shards = shuffle if even_shards is None else even_shards
-        self.epoch = 0
+        even = shuffle if even_shards is None else even_shards
+        # Not called `sampler`: Lightning takes any object with a `sampler` attribute for a DataLoader.
+        self._order = ShardSampler(
+            len(self.labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, even=even
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose permutation and augmentation the next iteration uses."""
-        self.epoch = epoch
+        self._order.set_epoch(epoch)
 
     def indices(self) -> Tensor:
         """This rank's image indices for the current epoch, in batch order."""
-        return epoch_indices(
-            len(self.labels),
-            self.epoch,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            even=self.even_shards,
-        )
+        return self._order.indices()
 
     def __len__(self) -> int:
-        n = len(shard(torch.arange(len(self.labels)), self.rank, self.world_size, self.even_shards))
+        n = len(self._order)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         generator = getattr(self.transform, "generator", None)
         if isinstance(generator, torch.Generator):
-            generator.manual_seed((self.seed * 1_000_003 + self.epoch) * 1009 + self.rank)
+            s = self._order
+            generator.manual_seed((s.seed * 1_000_003 + s.epoch) * 1009 + s.rank)
         order = self.indices().to(self.device)
         for b in range(len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]

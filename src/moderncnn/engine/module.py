@@ -100,35 +100,32 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train_loss", self.train_loss.compute(), sync_dist=False)
-        self.log("train_acc", self.train_acc.compute())
-        self.train_loss.reset()
-        self.train_acc.reset()
+        self._log_epoch("train")
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], loss_metric, acc_metric) -> None:
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
         logits = self._logits(x)
-        loss_metric.update(self.loss(logits, y), weight=len(y))
-        acc_metric.update(logits, y)
+        getattr(self, f"{stage}_loss").update(self.loss(logits, y), weight=len(y))
+        getattr(self, f"{stage}_acc").update(logits, y)
+
+    def _log_epoch(self, stage: str) -> None:
+        # torchmetrics all-reduces the sums across DDP ranks in compute(): each image counts once.
+        for name in (f"{stage}_loss", f"{stage}_acc"):
+            metric = getattr(self, name)
+            self.log(name, metric.compute())
+            metric.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_acc)
+        self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        # torchmetrics all-reduces the sums across DDP ranks in compute(): each image counts once.
-        self.log("val_loss", self.val_loss.compute())
-        self.log("val_acc", self.val_acc.compute())
-        self.val_loss.reset()
-        self.val_acc.reset()
+        self._log_epoch("val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_acc)
+        self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self.log("test_loss", self.test_loss.compute())
-        self.log("test_acc", self.test_acc.compute())
-        self.test_loss.reset()
-        self.test_acc.reset()
+        self._log_epoch("test")
 
     def configure_optimizers(self):
         cfg = self.cfg
