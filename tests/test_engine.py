@@ -274,3 +274,17 @@ def test_training_on_an_image_folder_with_a_corrupt_file(tmp_path):
     assert hparams["class_names"] == ["dark", "light"] and hparams["input_size"] == 16
     assert [r["epoch"] for r in metrics(tmp_path / "run")] == ["0", "1"]
     assert result.test_acc >= 0.9  # dark vs light is easy
+
+
+@pytest.mark.parametrize(
+    ("schedule", "extra", "expected"),
+    [
+        ("multistep", {"milestones": [1, 2], "gamma": 0.1}, [0.5, 0.05, 0.005]),
+        # Cosine over 3 epochs of 5 limited steps each: 0.5 * (1 + cos(pi * epoch / 3)) at each epoch start.
+        ("cosine", {}, [0.5, 0.375, 0.125]),
+        ("none", {}, [0.5, 0.5, 0.5]),
+    ],
+)
+def test_learning_rate_schedules_follow_epochs(tmp_path, schedule, extra, expected):
+    train(config(tmp_path, schedule=schedule, limit_batches=5, **extra), quiet=True)
+    assert [float(r["lr"]) for r in metrics(tmp_path / "run")] == pytest.approx(expected)

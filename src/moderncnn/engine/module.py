@@ -41,7 +41,6 @@ class ImageClassifier(L.LightningModule):
         class_names: the dataset's class names, saved in every checkpoint for predict/export.
         mean, std: the normalisation the network was trained with, saved likewise.
         input_size: side of the images the network sees.
-        steps_per_epoch: optimiser steps per epoch (for the one-cycle schedule).
     """
 
     def __init__(
@@ -53,7 +52,6 @@ class ImageClassifier(L.LightningModule):
         mean: list[float],
         std: list[float],
         input_size: int,
-        steps_per_epoch: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -138,7 +136,8 @@ class ImageClassifier(L.LightningModule):
             optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
             optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = max(1, self.hparams.steps_per_epoch)
+        # Optimiser steps per epoch on this rank, after --limit-batches and DDP sharding.
+        steps = max(1, self.trainer.estimated_stepping_batches // cfg.epochs)
         if cfg.schedule == "onecycle":
             total = steps * cfg.epochs
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)

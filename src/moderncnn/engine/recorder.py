@@ -72,6 +72,7 @@ class RunRecorder(Checkpoint):
         self._examples = 0
         self._val_start = 0.0
         self._val_seconds = 0.0
+        self._lr = 0.0
 
     @property
     def metrics_path(self) -> Path:
@@ -99,6 +100,7 @@ class RunRecorder(Checkpoint):
                 part.set_epoch(trainer.current_epoch)
         self._examples = 0
         self._val_seconds = 0.0
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this epoch starts with
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -117,7 +119,7 @@ class RunRecorder(Checkpoint):
             "train_acc": f"{m['train_acc'].item():.6f}",
             "val_loss": f"{m['val_loss'].item():.6f}" if "val_loss" in m else "",
             "val_acc": f"{m['val_acc'].item():.6f}" if "val_acc" in m else "",
-            "lr": f"{trainer.optimizers[0].param_groups[0]['lr']:.6g}",
+            "lr": f"{self._lr:.6g}",
             "examples_per_sec": f"{examples / seconds:.1f}",
             "epoch_seconds": f"{seconds:.2f}",
         }

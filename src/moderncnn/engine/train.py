@@ -153,7 +153,6 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
 
     recorder = RunRecorder(run_dir, config.seed, on_epoch_end=plot_curves)
     trainer = _trainer(config, run_dir, recorder, quiet)
-    steps = len(data.train_dataloader()) if config.schedule == "onecycle" else 1
     model = ImageClassifier(
         config.to_dict(),
         num_classes=data.dataset.num_classes,
@@ -162,7 +161,6 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
         mean=data.mean,
         std=data.std,
         input_size=data.image_size,
-        steps_per_epoch=steps,
     )
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
