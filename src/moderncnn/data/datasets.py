@@ -1,4 +1,4 @@
-"""Named datasets, read by torchvision, verified by content, held as uint8 tensors.
+"""Named datasets, read by torchvision (or scikit-learn), verified by content, held as uint8 tensors.
 
 ``load_dataset("fashion-mnist")`` returns a :class:`Dataset`: class names and ``train``/``val``/``test``
 splits. The small named datasets come back in memory as :class:`Split` (uint8 images shaped
@@ -8,6 +8,10 @@ as torchvision ``ImageFolder`` datasets for a ``DataLoader`` (see ``folder.py``)
 Files are read by torchvision's own dataset classes. What we change is how a copy is judged: instead of
 the md5 of the files (which rejects a faithful but re-packed copy such as the CIFAR-10 in
 ``../shared/data``), the md5 of the decoded arrays is compared with the official content's digest.
+
+``digits`` is the exception that needs no files: scikit-learn's bundled handwritten digits (1,797 real 8x8 grey
+images, 10 classes) ship inside scikit-learn, so it works offline and with no data root; it is the dataset of
+``moderncnn demo``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torchvision
 from torch import Tensor
 
 DEFAULT_ROOT = Path("~/.cache/moderncnn/data")
-NAMED = ("fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic")
+NAMED = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits", "synthetic")
 
 
 class DataError(ValueError):
@@ -97,6 +101,8 @@ CONTENT_DIGESTS = {
     ("fashion-mnist", "test"): ("b7656a891b218fc13e45205c48a92cae", "8dea97a4e78c1bd1b5a6e8efbb870b6e"),
     ("cifar10", "train"): ("17e2cb5a4119d89a4a13e02b91701bff", "69c5f3349be54915edfca558b72ad888"),
     ("cifar10", "test"): ("6d2714505047e13831cd876923568712", "251f18ce75337ae9ca5d0dbd7ea62cf4"),
+    # All 1,797 digits as scaled by `_load_digits` (values 0..16 → 0..255), in scikit-learn's order.
+    ("digits", "all"): ("3882073453642be58b6586ccbbbf7eb2", "96ecbac7ce6c9c7e9f9f82160cffba40"),
 }
 
 
@@ -205,6 +211,42 @@ def carve_validation(train: Split, val_size: int | float, seed: int) -> tuple[Sp
     return train.subset(order[: n - count]), train.subset(order[n - count :])
 
 
+# The digits have no official test split: a fixed one is drawn once (its own seed, so every run and every
+# `--seed` is tested on the same images), stratified so that each class has exactly DIGITS_TEST_PER_CLASS.
+DIGITS_TEST_PER_CLASS = 36  # 360 test images, 20 % of 1,797; the smallest class ("8") has 174
+DIGITS_TEST_SEED = 0
+
+
+def _load_digits(val_size: int | float, seed: int) -> Dataset:
+    """scikit-learn's handwritten digits as a :class:`Dataset`: a fixed stratified test split of 360 images, the
+    remaining 1,437 for training, ``val_size`` of them carved out for validation with ``seed``."""
+    try:
+        from sklearn.datasets import load_digits
+    except ModuleNotFoundError:
+        raise DataError(
+            "the digits dataset ships with scikit-learn, which is not installed: pip install scikit-learn"
+        ) from None
+    bunch = load_digits()
+    # The pixels are counts 0..16 (on-pixels of a 4x4 block of the 32x32 original); scale to 0..255, rounding half up.
+    values = torch.as_tensor(bunch.images, dtype=torch.int64)
+    images = ((values * 255 + 8) // 16).to(torch.uint8)
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    if content_digest(images, labels) != CONTENT_DIGESTS[("digits", "all")]:
+        raise DataError("scikit-learn's digits are not the expected 1,797 images (the md5 of the content differs)")
+    generator = torch.Generator().manual_seed(DIGITS_TEST_SEED)
+    is_test = torch.zeros(len(labels), dtype=torch.bool)
+    for k in range(10):
+        members = (labels == k).nonzero().flatten()
+        is_test[members[torch.randperm(len(members), generator=generator)[:DIGITS_TEST_PER_CLASS]]] = True
+    everything = Split(images.unsqueeze(1).contiguous(), labels)  # (N, 8, 8) → (N, 1, 8, 8)
+    train, val = carve_validation(everything.subset((~is_test).nonzero().flatten()), val_size, seed)
+    test = everything.subset(is_test.nonzero().flatten())
+    splits = {"train": train, **({"val": val} if val is not None else {}), "test": test}
+    classes = [str(k) for k in range(10)]
+    # No root: nothing is read from the data root, and the statistics of 1,437 tiny images are not worth caching.
+    return Dataset("digits", classes, splits, channels=1, image_size=8, info={"source": "sklearn.datasets.load_digits"})
+
+
 def _parse_options(name: str) -> dict[str, int]:
     """``"synthetic:image_size=28,channels=3"`` → ``{"image_size": 28, "channels": 3}``."""
     _, _, text = name.partition(":")
@@ -231,7 +273,8 @@ def load_dataset(
     """Load a dataset by name.
 
     Args:
-        name: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``imagefolder:PATH``, or ``synthetic``
+        name: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits`` (scikit-learn's 8x8 digits: a
+            fixed test split of 360, the other 1,437 for train and val), ``imagefolder:PATH``, or ``synthetic``
             with options in the name or as keywords (``synthetic:image_size=28,channels=3``; ``num_train``,
             ``num_test``, ``image_size``, ``channels``, ``num_classes``, ``seed``).
         data_dir: data root (default: ``$MODERNCNN_DATA``, else ``~/.cache/moderncnn/data``).
@@ -255,6 +298,10 @@ def load_dataset(
         if set(options) - set(valid):
             raise DataError(f"unknown synthetic options {sorted(set(options) - set(valid))}; valid: {', '.join(valid)}")
         return make_synthetic(val_size=val_size, split_seed=seed, **options)
+    if name == "digits":
+        if options:
+            raise DataError(f"digits takes no options, got {', '.join(options)}")
+        return _load_digits(val_size, seed)
     if name not in _READERS:
         raise DataError(f"unknown dataset {name!r}; valid: {', '.join(NAMED)}, imagefolder:PATH")
     if options:

@@ -35,8 +35,10 @@ class ImageDataModule(L.LightningDataModule):
         self.std: list[float] = []
 
     def prepare_data(self) -> None:
-        # Once per node, before the ranks start: downloads missing files (and verifies them).
-        load_dataset(self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=0)
+        # Once per node, before the ranks start: downloads missing files (and verifies them). `train` has
+        # usually loaded the dataset already, to size the network; then there is nothing left to do.
+        if self.dataset is None:
+            load_dataset(self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=0)
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:

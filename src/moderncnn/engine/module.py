@@ -92,9 +92,13 @@ class ImageClassifier(L.LightningModule):
                 f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
                 f"{batch_idx}); lower the learning rate (now {self.cfg.lr}) or check the data"
             )
-        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(logits.detach(), y)
+        # This batch's loss and accuracy for the progress bar (local to the rank: no synchronisation per step).
+        batch_acc = (logits.detach().argmax(dim=1) == y).float().mean()
+        self.log_dict(
+            {"loss": loss.detach(), "acc": batch_acc}, prog_bar=True, on_step=True, on_epoch=False, logger=False
+        )
         return loss
 
     def on_train_epoch_end(self) -> None:
