@@ -178,6 +178,7 @@ def test_tampered_and_foreign_checkpoints_are_refused(tmp_path):
         (["lenett"], "unknown model 'lenett'; did you mean lenet"),
         (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: it has no checkpoints/last.ckpt"),
         ([], "name a MODEL"),
+        (["lenet", "--precision", "16-mixed", "--accelerator", "cpu"], "precision 16-mixed needs a GPU"),
     ],
 )
 def test_invalid_settings_fail_in_one_line_before_any_work(capsys, argv, message):
@@ -288,3 +289,34 @@ def test_training_on_an_image_folder_with_a_corrupt_file(tmp_path):
 def test_learning_rate_schedules_follow_epochs(tmp_path, schedule, extra, expected):
     train(config(tmp_path, schedule=schedule, limit_batches=5, **extra), quiet=True)
     assert [float(r["lr"]) for r in metrics(tmp_path / "run")] == pytest.approx(expected)
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
+    data = "synthetic:image_size=28,num_train=1200,num_test=300,num_classes=4"  # as test_the_network_learns
+    result = train(config(tmp_path, dataset=data, epochs=4, lr=1.0, momentum=0.9, precision="bf16-mixed"), quiet=True)
+    assert result.test_acc > 0.6  # 4 classes: chance is 0.25
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(v.dtype == torch.float32 for k, v in weights.items() if v.is_floating_point())  # master weights
+
+
+def test_compiled_network_trains_and_saves_plain_weights(tmp_path):
+    result = train(config(tmp_path, compile=True, epochs=1), quiet=True)
+    keys = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert keys and not any("_orig_mod" in k for k in keys)  # loadable into the plain network
+    from moderncnn.engine.evaluate import evaluate
+
+    assert evaluate(tmp_path / "run", checkpoint="last").accuracy == pytest.approx(result.test_acc, abs=1e-6)
+
+
+def test_a_fixed_input_network_is_built_for_the_resize_it_trains_at(tmp_path):
+    # alexnet_d2l's classifier is sized for 224 px; at --resize 65 it is built for 65 px, and so is its reload.
+    settings = {
+        **config(tmp_path, epochs=1, limit_batches=2, batch_size=32, resize=65).to_dict(),
+        "model": "alexnet_d2l",
+    }
+    run = train(TrainConfig.from_dict(settings), quiet=True)
+    from moderncnn.engine.evaluate import load_network
+
+    net, hparams = load_network(run.run_dir / "checkpoints" / "last.ckpt")
+    assert hparams["input_size"] == 65 and net(torch.zeros(2, 1, 65, 65)).shape == (2, 10)
+    assert json.loads((run.run_dir / "results.json").read_text())["input_shape"] == [1, 65, 65]

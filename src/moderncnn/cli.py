@@ -194,6 +194,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_comparison(comparison) -> None:
+    print(comparison.markdown, end="")
+    print("wrote " + ", ".join(str(path) for path in comparison.files.values()))
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from moderncnn.reproduce import list_recipes, load_recipe, reproduce
+
+    if args.list or not args.recipe:
+        for recipe in list_recipes():
+            networks = ", ".join(n.model for n in recipe.networks)
+            print(f"{recipe.name}: {recipe.title}\n  {recipe.dataset}; budgets {', '.join(recipe.budgets)}; {networks}")
+        if not args.list:
+            print("\nrun one with: moderncnn reproduce RECIPE [--budget full|quick|smoke]")
+        return 0
+    recipe = load_recipe(args.recipe)
+    only = args.only.split(",") if args.only else None
+    overrides = {"data_dir": args.data_dir, "accelerator": args.accelerator, "devices": args.devices}
+    try:
+        comparison = reproduce(recipe, args.budget, out=args.out, only=only, overrides=overrides, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
+    if comparison is None:  # a non-zero rank of a multi-process run
+        return 0
+    _print_comparison(comparison)
+    return 1 if comparison.failures else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from moderncnn.reports.compare import compare
+
+    _print_comparison(compare(args.runs, args.out))
+    return 0
+
+
 def _defaults_epilog() -> str:
     from moderncnn.engine.config import _BY_MODEL, _BY_VARIANT
 
@@ -291,6 +327,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="confusion matrix PNG (default: RUN/confusion-SPLIT.png)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="train every network of a published experiment and compare with its figures",
+        description="Train the networks of a recipe (d2l-ch7, uva-tutorial5, or a recipe file) and write a "
+        "comparison with the published figures. Running the same command again continues where it stopped.",
+    )
+    p.add_argument("recipe", nargs="?", help="a bundled recipe's name or a recipe file (see --list)")
+    p.add_argument("--list", action="store_true", help="list the bundled recipes")
+    p.add_argument(
+        "--budget",
+        default="full",
+        choices=["full", "quick", "smoke"],
+        help="full: the published settings (default; hours on a GPU for the whole recipe); quick: fewer epochs "
+        "at native resolution; smoke: a few batches per network",
+    )
+    p.add_argument("--out", help="folder for the runs and the report (default: runs/reproduce/RECIPE-BUDGET)")
+    p.add_argument("--only", help="comma-separated networks of the recipe to train")
+    p.add_argument("--data-dir", help="data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)")
+    p.add_argument("--accelerator", help="cpu, gpu or auto (default: auto)")
+    p.add_argument("--devices", type=int, help="devices (processes) per run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("compare", help="finished runs side by side: table (markdown, CSV) and plots")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", default="runs/comparison", help="folder for the report (default: runs/comparison)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -47,6 +47,9 @@ class TrainConfig:
     init: str = "default"
     augment: str = "none"
     resize: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    test_checkpoint: str = "last"
     precision: str = "32"
     accelerator: str = "auto"
     devices: int = 1
@@ -102,6 +105,15 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.devices >= 1 and self.num_nodes >= 1, "devices and num_nodes must be at least 1"),
             (self.resize is None or self.resize >= 1, f"resize must be a positive size, got {self.resize}"),
+            (
+                self.test_checkpoint in ("last", "best"),
+                f"test checkpoint must be last or best, got {self.test_checkpoint!r}",
+            ),
+            (
+                (self.mean is None) == (self.std is None)
+                and (self.std is None or (len(self.mean) == len(self.std) and min(self.std) > 0)),
+                f"mean and std go together, one positive std per mean; got mean {self.mean}, std {self.std}",
+            ),
             (0 <= self.warmup_epochs < self.epochs, f"warmup epochs must be in [0, epochs), got {self.warmup_epochs}"),
             (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0), "nesterov needs sgd with momentum"),
             (

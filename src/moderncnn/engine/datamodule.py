@@ -45,7 +45,15 @@ class ImageDataModule(L.LightningDataModule):
             self.dataset = load_dataset(
                 self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=self.cfg.val_size, seed=self.cfg.seed
             )
-            self.mean, self.std = dataset_stats(self.dataset)
+            if self.cfg.mean is not None:  # a recipe's published normalisation
+                if len(self.cfg.mean) != self.dataset.channels:
+                    raise ValueError(
+                        f"mean/std give {len(self.cfg.mean)} channel(s) but {self.cfg.dataset} has "
+                        f"{self.dataset.channels}; give one value per channel or leave them out"
+                    )
+                self.mean, self.std = list(self.cfg.mean), list(self.cfg.std)
+            else:
+                self.mean, self.std = dataset_stats(self.dataset)
 
     @property
     def resize(self) -> int | None:

@@ -10,8 +10,8 @@ import torchmetrics
 
 from moderncnn.engine.config import TrainConfig
 from moderncnn.engine.datamodule import ImageDataModule
+from moderncnn.engine.module import build_network
 from moderncnn.engine.train import load_checkpoint
-from moderncnn.registry import create_model
 
 
 def load_network(checkpoint_path: Path) -> tuple[torch.nn.Module, dict]:
@@ -19,9 +19,7 @@ def load_network(checkpoint_path: Path) -> tuple[torch.nn.Module, dict]:
     checkpoint = load_checkpoint(checkpoint_path)
     hparams = checkpoint["hyper_parameters"]
     config = TrainConfig.from_dict(hparams["config"])
-    net = create_model(
-        config.model, num_classes=hparams["num_classes"], in_channels=hparams["in_channels"], **config.model_kwargs
-    )
+    net = build_network(config, hparams["num_classes"], hparams["in_channels"], hparams["input_size"])
     prefix = "net."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     net.load_state_dict(state)

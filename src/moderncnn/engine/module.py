@@ -10,7 +10,16 @@ import torchmetrics
 from torch import Tensor, nn
 
 from moderncnn.engine.config import TrainConfig
-from moderncnn.registry import create_model
+from moderncnn.registry import create_model, get_model_info
+
+
+def build_network(config: TrainConfig, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
+    """``config.model`` for this data: a network whose classifier is sized for one input size (the textbook's
+    flattening networks) is built for the size the images actually have, unless the config fixes it."""
+    kwargs = dict(config.model_kwargs)
+    if get_model_info(config.model).fixed_input_size:
+        kwargs.setdefault("input_size", input_size)
+    return create_model(config.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
 def initialise(model: nn.Module, scheme: str) -> None:
@@ -56,9 +65,7 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = TrainConfig.from_dict(config)
-        self.net = create_model(
-            self.cfg.model, num_classes=num_classes, in_channels=in_channels, **self.cfg.model_kwargs
-        )
+        self.net = build_network(self.cfg, num_classes, in_channels, input_size)
         initialise(self.net, self.cfg.init)
         if self.cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

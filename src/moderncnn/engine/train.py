@@ -138,6 +138,11 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
         if written_by != config.model:
             raise ValueError(f"checkpoint {ckpt_path} was written by {written_by}, not {config.model}; cannot resume")
     config.validate()
+    if config.precision == "16-mixed" and (config.accelerator == "cpu" or not torch.cuda.is_available()):
+        # Lightning would quietly switch to bf16; a setting that cannot be honoured is refused instead.
+        raise ValueError(
+            "precision 16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32"
+        )
     if resume is None:
         run_dir = Path(config.run_dir) if config.run_dir else new_run_dir(config)
         if (run_dir / "checkpoints" / "last.ckpt").exists():
@@ -167,7 +172,12 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
     if trainer.interrupted:
         raise KeyboardInterrupt
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
-    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    # The textbook reports the final network's test accuracy; the UvA tutorial tests its best-validation one.
+    best = run_dir / "checkpoints" / "best.ckpt"
+    if config.test_checkpoint == "best" and best.is_file():
+        test = trainer.test(model, datamodule=data, ckpt_path=best, verbose=False, weights_only=True)[0]
+    else:
+        test = trainer.test(model, datamodule=data, verbose=False)[0]
     device = str(trainer.strategy.root_device)
     result = RunResult(
         run_dir,
@@ -184,10 +194,13 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
             "dataset": config.dataset,
             "epochs": config.epochs,
             "params": sum(p.numel() for p in model.net.parameters()),
+            "num_classes": data.dataset.num_classes,
+            "input_shape": [data.dataset.channels, data.image_size, data.image_size],
             **{k: round(v, 6) for k, v in metrics.items()},
             "best_val_acc": round(recorder.best_acc, 6),
             "test_loss": round(test["test_loss"], 6),
             "test_acc": round(test["test_acc"], 6),
+            "test_checkpoint": config.test_checkpoint,
             "examples_per_sec": round(result.examples_per_sec, 1),
             "train_seconds": round(recorder.train_seconds, 2),
             "wall_seconds": round(time.perf_counter() - started, 2),

@@ -1,0 +1,396 @@
+"""``compare(runs)``: finished runs side by side, with the published figures where a recipe has them.
+
+Writes ``comparison.md`` and ``comparison.csv`` (one row per run: network, parameters, FLOPs, epochs, best val
+acc, test acc, training examples/sec, wall time, device, and each published figure with our difference to
+it), ``comparison.png`` (test accuracy against parameters and against examples/sec) and ``val_curves.png``
+(every run's validation accuracy per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from moderncnn.engine.config import TrainConfig
+from moderncnn.engine.recorder import read_metrics
+
+# What each budget means for the published figures, said in the report's header.
+BUDGET_NOTES = {
+    "full": "the published settings",
+    "quick": "fewer epochs (and native resolution where the recipe says so): "
+    "accuracies are NOT comparable with the published ones",
+    "smoke": "a few batches per network, to check that everything runs: "
+    "accuracies are NOT comparable with the published ones",
+}
+
+
+@dataclass
+class RunRecord:
+    """What one finished run contributes to a comparison."""
+
+    run_dir: Path
+    model: str
+    dataset: str
+    params: int
+    flops: int
+    input_shape: list[int]
+    epochs: int
+    best_val_acc: float
+    test_acc: float
+    examples_per_sec: float
+    wall_seconds: float
+    device: str
+    curve: list[float] = field(default_factory=list)
+    published: dict = field(default_factory=dict)
+    recipe: str | None = None
+    budget: str | None = None
+
+    @property
+    def wall_minutes(self) -> float:
+        return self.wall_seconds / 60
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunRecord:
+        """Read a run directory written by ``train`` (and ``reproduce``)."""
+        run_dir = Path(run_dir)
+        results_path = run_dir / "results.json"
+        if not results_path.is_file():
+            if (run_dir / "config.yaml").is_file():
+                raise ValueError(
+                    f"{run_dir} is an unfinished run (no results.json); finish it with "
+                    f"`moderncnn train --resume {run_dir}` or leave it out"
+                )
+            raise ValueError(f"{run_dir} is not a run directory (no results.json, no config.yaml)")
+        results = json.loads(results_path.read_text())
+        config = TrainConfig.load(run_dir / "config.yaml")
+        shape = results.get("input_shape") or _input_shape(config)
+        marker = run_dir / "reproduce.json"
+        origin = json.loads(marker.read_text()) if marker.is_file() else {}
+        curve = [float(r["val_acc"]) for r in read_metrics(run_dir / "metrics.csv") if r.get("val_acc")]
+        return cls(
+            run_dir=run_dir,
+            model=results["model"],
+            dataset=results["dataset"],
+            params=results["params"],
+            flops=_flops(config, shape, results.get("num_classes", 10)),
+            input_shape=shape,
+            epochs=results["epochs"],
+            best_val_acc=results["best_val_acc"],
+            test_acc=results["test_acc"],
+            examples_per_sec=results["examples_per_sec"],
+            wall_seconds=results["wall_seconds"],
+            device=results["device"],
+            curve=curve,
+            published=origin.get("published", {}),
+            recipe=origin.get("recipe"),
+            budget=origin.get("budget"),
+        )
+
+
+def _expand(runs: list[str | Path]) -> list[Path]:
+    """Run directories; a folder of runs (such as a ``reproduce`` output) stands for the finished runs in it."""
+    expanded = []
+    for run in map(Path, runs):
+        inner = sorted(p.parent for p in run.glob("*/results.json"))
+        if not (run / "results.json").is_file() and not (run / "config.yaml").is_file() and inner:
+            expanded += inner
+        else:
+            expanded.append(run)
+    return expanded
+
+
+def _input_shape(config: TrainConfig) -> list[int]:
+    # Runs written before results.json carried the input shape: the resize setting, else the network's input.
+    from moderncnn.registry import get_model_info
+
+    info = get_model_info(config.model)
+    size = config.resize or info.input_size
+    return [info.in_channels, size, size]
+
+
+def _flops(config: TrainConfig, shape: list[int], num_classes: int) -> int:
+    """Forward FLOPs of one image, counted on the meta device (no weights allocated)."""
+    import torch
+
+    from moderncnn.engine.module import build_network
+    from moderncnn.summary import count_flops
+
+    with torch.device("meta"):
+        net = build_network(config, num_classes, shape[0], shape[1])
+    return count_flops(net, (1, *shape))
+
+
+def _published_cells(record: RunRecord, columns: list[dict]) -> list[tuple[str, float | None, float | None]]:
+    """Per published column: (label, their figure, our difference or ratio to it)."""
+    cells = []
+    for column in columns:
+        theirs = record.published.get(column["key"])
+        ours = getattr(record, column["ours"], None)
+        if theirs is None or ours is None:
+            cells.append((column["label"], theirs, None))
+        elif column["compare"] == "diff":
+            cells.append((column["label"], theirs, ours - theirs))
+        else:
+            cells.append((column["label"], theirs, ours / theirs if theirs else None))
+    return cells
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "acc":
+        return f"{value:.3f}" if round(value, 3) == value else f"{value:.4f}"  # as published: 0.883, 0.9106
+    if kind == "diff":  # of accuracies
+        return f"{value:+.3f}"
+    if kind == "count_diff":
+        return f"{value:+,.0f}"
+    if kind == "ratio":
+        return f"{value:.2f}x"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.4g}"
+
+
+@dataclass
+class Comparison:
+    """A comparison table and the files it was written to."""
+
+    records: list[RunRecord]
+    markdown: str
+    files: dict[str, Path]
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def compare(
+    runs: list[str | Path],
+    out: str | Path,
+    *,
+    recipe=None,
+    budget: str | None = None,
+    failures: dict[str, str] | None = None,
+) -> Comparison:
+    """Compare finished runs; write the report into ``out``.
+
+    Args:
+        runs: run directories with ``results.json``.
+        out: folder for ``comparison.md``, ``comparison.csv``, ``comparison.png`` and ``val_curves.png``.
+        recipe: the :class:`~moderncnn.reproduce.recipes.Recipe` the runs come from, for its published
+            figures, source and notes (``reproduce`` passes it; ``moderncnn compare`` finds it by name in
+            each run's ``reproduce.json``).
+        budget: the budget the runs were trained with (default: the one recorded in the runs).
+        failures: networks that did not finish, with the reason, listed under the table.
+    """
+    if not runs and not failures:
+        raise ValueError("nothing to compare: give at least one run directory")
+    records = [RunRecord.read(r) for r in _expand(runs)]
+    if recipe is None:
+        names = {r.recipe for r in records if r.recipe}
+        if len(names) == 1:
+            from moderncnn.reproduce.recipes import load_recipe
+
+            try:
+                recipe = load_recipe(names.pop())
+            except ValueError:
+                recipe = None  # a user's recipe that is not bundled: its figures are still in each run
+    budgets = {r.budget for r in records if r.budget}
+    budget = budget or (budgets.pop() if len(budgets) == 1 else None)
+    columns = recipe.published_columns if recipe is not None else []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "markdown": out / "comparison.md",
+        "csv": out / "comparison.csv",
+        "plot": out / "comparison.png",
+        "curves": out / "val_curves.png",
+    }
+    markdown = _markdown(records, columns, recipe, budget, failures or {})
+    files["markdown"].write_text(markdown)
+    _write_csv(records, columns, files["csv"])
+    if records:
+        _plot(records, columns, files["plot"], files["curves"])
+    else:
+        del files["plot"], files["curves"]
+    return Comparison(records, markdown, files, failures or {})
+
+
+def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "network",
+        "params",
+        "GFLOPs",
+        "input",
+        "epochs",
+        "best val acc",
+        "test acc",
+        "examples/sec",
+        "wall time",
+        "device",
+    ]
+    header += [c["label"] for c in columns]
+    rows = []
+    for r in records:
+        row = [
+            r.model,
+            f"{r.params:,}",
+            f"{r.flops / 1e9:.3g}",
+            "x".join(map(str, r.input_shape)),
+            str(r.epochs),
+            f"{r.best_val_acc:.4f}",
+            f"{r.test_acc:.4f}",
+            f"{r.examples_per_sec:,.0f}",
+            f"{r.wall_seconds:.0f} s" if r.wall_seconds < 120 else f"{r.wall_minutes:.1f} min",
+            r.device,
+        ]
+        for (_, theirs, delta), column in zip(_published_cells(r, columns), columns, strict=True):
+            if theirs is None:
+                row.append("")
+                continue
+            kind = "acc" if column["ours"].endswith("acc") else "count"
+            compare = column["compare"] if column["compare"] == "ratio" or kind == "acc" else "count_diff"
+            row.append(f"{_fmt(theirs, kind)} ({_fmt(delta, compare)})")
+        rows.append(row)
+    return header, rows
+
+
+def _describe_devices(records: list[RunRecord]) -> str:
+    """The runs' devices, with the GPU's name or the CPU's core count of this machine."""
+    import torch
+
+    parts = []
+    for device in sorted({r.device for r in records}):
+        if device.startswith("cuda") and torch.cuda.is_available():
+            parts.append(f"{device} ({torch.cuda.get_device_name(torch.device(device))})")
+        elif device == "cpu":
+            parts.append(f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
+        else:
+            parts.append(device)
+    return ", ".join(parts) or "none"
+
+
+def _markdown(records: list[RunRecord], columns: list[dict], recipe, budget: str | None, failures: dict) -> str:
+    import torch
+
+    from moderncnn import __version__
+
+    title = recipe.title if recipe is not None else "runs side by side"
+    lines = [f"# Comparison: {title}", ""]
+    if recipe is not None:
+        lines += [f"Recipe `{recipe.name}`; source: {recipe.source}.", ""]
+    lines.append(
+        f"Budget: **{budget or 'not recorded'}**" + (f" ({BUDGET_NOTES[budget]})." if budget in BUDGET_NOTES else ".")
+    )
+    lines.append(
+        f"Device: {_describe_devices(records)}; moderncnn {__version__}, torch {torch.__version__}; "
+        f"written {datetime.now():%Y-%m-%d %H:%M}."
+    )
+    if recipe is not None and any(r.dataset != recipe.dataset for r in records):
+        lines.append(
+            f"Some runs used another dataset than the recipe's {recipe.dataset}: "
+            "their accuracies are NOT comparable with the published ones."
+        )
+    lines += [
+        "",
+        "examples/sec: training images per second over the training epochs, end to end (loading, augmentation, "
+        "forward, backward, update; validation excluded). Wall time: the whole run, start-up and test included.",
+        "",
+    ]
+    header, rows = _rows(records, columns)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" if i == 0 or i == 9 else "--:" for i in range(len(header))) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if columns:
+        lines += [
+            "",
+            "Published columns: their figure, then in brackets ours minus theirs (accuracies, counts) or ours "
+            "over theirs (x: examples/sec, minutes).",
+        ]
+    if failures:
+        lines += ["", "Did not finish:"] + [f"- {model}: {why}" for model, why in failures.items()]
+    if recipe is not None and recipe.notes:
+        lines += ["", recipe.notes.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(records: list[RunRecord], columns: list[dict], path: Path) -> None:
+    fields = [
+        "model",
+        "dataset",
+        "params",
+        "flops",
+        "input_shape",
+        "epochs",
+        "best_val_acc",
+        "test_acc",
+        "examples_per_sec",
+        "wall_seconds",
+        "device",
+        "budget",
+        "run_dir",
+    ]
+    for column in columns:
+        fields += [column["key"], f"{column['key']}_{column['compare']}"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for r in records:
+            row = [getattr(r, name) for name in fields[:13]]
+            row[4] = "x".join(map(str, r.input_shape))
+            for _, theirs, delta in _published_cells(r, columns):
+                row += ["" if theirs is None else theirs, "" if delta is None else round(delta, 6)]
+            writer.writerow(row)
+
+
+def _published_key(columns: list[dict], ours: str) -> str | None:
+    return next((c["key"] for c in columns if c["ours"] == ours), None)
+
+
+def _plot(records: list[RunRecord], columns: list[dict], plot_path: Path, curves_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    # The first published test accuracy and examples/sec of the recipe, drawn as hollow markers beside ours.
+    their_acc, their_speed = _published_key(columns, "test_acc"), _published_key(columns, "examples_per_sec")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, attr, label in (
+        (axes[0], "params", "parameters"),
+        (axes[1], "examples_per_sec", "training examples/sec"),
+    ):
+        for i, r in enumerate(records):
+            color = f"C{i % 10}"
+            x = getattr(r, attr)
+            ax.scatter(x, r.test_acc, color=color, label="ours" if i == 0 else None)
+            ax.annotate(r.model, (x, r.test_acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            acc = r.published.get(their_acc) if their_acc else None
+            theirs_x = x if attr == "params" else (r.published.get(their_speed) if their_speed else None)
+            if acc is not None and theirs_x is not None:
+                ax.scatter(theirs_x, acc, facecolors="none", edgecolors=color, label="published" if i == 0 else None)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label + " (log scale)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    if their_acc:
+        axes[0].legend(fontsize=8)
+    fig.suptitle(f"test accuracy vs size and speed ({', '.join(sorted({r.device for r in records}))})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(plot_path, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in records:
+        if r.curve:
+            ax.plot(range(1, len(r.curve) + 1), r.curve, marker="o", markersize=3, label=r.model)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(curves_path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,6 @@
+"""Reproduce published results: recipes (data files) and the runner that trains and compares them."""
+
+from moderncnn.reproduce.recipes import BUDGETS, Network, Recipe, list_recipes, load_recipe
+from moderncnn.reproduce.run import reproduce
+
+__all__ = ["BUDGETS", "Network", "Recipe", "list_recipes", "load_recipe", "reproduce"]

@@ -1,0 +1,146 @@
+"""Recipes: published experiments as data, one YAML file each.
+
+A recipe names a dataset, the settings its source trains every network with, each network's own settings and
+published figures, and budgets (``full``: the published settings; ``quick``: fewer epochs at native
+resolution; ``smoke``: a few batches per network). The settings of one run are layered, later ones winning:
+the network's defaults (``moderncnn train --help``), the recipe's ``settings``, the network's ``settings``,
+the budget, then the caller's overrides. The bundled recipes live next to this file (``recipes/*.yaml``);
+a user's recipe is any file of the same form, passed by path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from moderncnn.engine.config import TrainConfig, make_config
+from moderncnn.registry import get_model_info
+
+BUNDLED = Path(__file__).parent / "recipes"
+BUDGETS = ("full", "quick", "smoke")
+COMPARISONS = ("diff", "ratio")
+
+
+@dataclass
+class Network:
+    """One network of a recipe: its settings and the figures its source published for it."""
+
+    model: str
+    settings: dict = field(default_factory=dict)
+    published: dict = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    """A published experiment: the networks, how they are trained, and what the source reported.
+
+    ``published_columns`` says how a published figure lines up with ours: each entry has ``key`` (in the
+    networks' ``published``), ``label``, ``ours`` (the results field it is compared with: ``test_acc``,
+    ``best_val_acc``, ``examples_per_sec``, ``params``, ``wall_minutes``) and ``compare`` (``diff``: ours
+    minus theirs; ``ratio``: ours over theirs).
+    """
+
+    name: str
+    title: str
+    source: str
+    dataset: str
+    networks: list[Network]
+    settings: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=lambda: {"full": {}})
+    published_columns: list[dict] = field(default_factory=list)
+    notes: str = ""
+    path: Path | None = None
+
+    def configs(self, budget: str = "full", only: list[str] | None = None, **overrides) -> list[TrainConfig]:
+        """One validated config per network (those in ``only``, if given) for ``budget``.
+
+        ``resize: native`` in a budget means the dataset's own image size, raised to the smallest size the
+        network accepts; a budget that changes ``epochs`` scales the multistep milestones with them.
+        """
+        if budget not in self.budgets:
+            raise ValueError(f"recipe {self.name} has no budget {budget!r}; it has {', '.join(self.budgets)}")
+        networks = self.networks
+        if only:
+            known = [n.model for n in networks]
+            missing = [m for m in only if m not in known]
+            if missing:
+                raise ValueError(f"recipe {self.name} has no network {', '.join(missing)}; it has {', '.join(known)}")
+            networks = [n for n in networks if n.model in only]
+        dataset = overrides.get("dataset") or self.dataset
+        configs = []
+        for network in networks:
+            values = {"dataset": self.dataset, **self.settings, **network.settings}
+            scheduled_epochs = values.get("epochs")
+            budget_values = dict(self.budgets[budget])
+            if budget_values.get("resize") == "native":
+                budget_values["resize"] = _native_size(dataset, network.model, overrides.get("data_dir"))
+            values.update(budget_values)
+            if scheduled_epochs and "epochs" in budget_values and "milestones" not in budget_values:
+                ratio = values["epochs"] / scheduled_epochs
+                values["milestones"] = sorted({max(1, round(m * ratio)) for m in values.get("milestones", [])})
+            values.update({k: v for k, v in overrides.items() if v is not None})
+            configs.append(make_config(network.model, **values))
+        return configs
+
+    def network(self, model: str) -> Network | None:
+        return next((n for n in self.networks if n.model == model), None)
+
+
+def _native_size(dataset: str, model: str, data_dir: str | None) -> int | None:
+    """The dataset's image size, at least the network's minimum input; None for images of mixed sizes."""
+    from moderncnn.data import load_dataset
+
+    native = load_dataset(dataset, data_dir=data_dir, val_size=0).image_size
+    return None if native is None else max(native, get_model_info(model).min_input_size)
+
+
+def _check(recipe: Recipe) -> Recipe:
+    where = recipe.path or recipe.name
+    for name in recipe.budgets:
+        if name not in BUDGETS:
+            raise ValueError(f"recipe {where}: unknown budget {name!r}; valid: {', '.join(BUDGETS)}")
+    for column in recipe.published_columns:
+        missing = {"key", "label", "ours", "compare"} - set(column)
+        if missing or column["compare"] not in COMPARISONS:
+            raise ValueError(
+                f"recipe {where}: a published column needs key, label, ours and compare ({' or '.join(COMPARISONS)}); "
+                f"got {column}"
+            )
+    for network in recipe.networks:
+        get_model_info(network.model)  # unknown names fail here, with the closest valid ones
+    return recipe
+
+
+def read_recipe(path: str | Path) -> Recipe:
+    """Read a recipe file (``yaml.safe_load``: data only)."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read recipe {path}: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {path} must be a mapping (name, dataset, settings, networks, ...)")
+    try:
+        networks = [Network(**entry) for entry in values.pop("networks")]
+        return _check(Recipe(**values, networks=networks, path=path))
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"recipe {path} is malformed ({err}); see {BUNDLED} for the form") from None
+
+
+def list_recipes() -> list[Recipe]:
+    """The bundled recipes."""
+    return [read_recipe(path) for path in sorted(BUNDLED.glob("*.yaml"))]
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A bundled recipe by name (``d2l-ch7``), or a recipe file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return read_recipe(path)
+    bundled = BUNDLED / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return read_recipe(bundled)
+    names = ", ".join(r.name for r in list_recipes())
+    raise ValueError(f"unknown recipe {name_or_path!r}; bundled recipes: {names} (or give a recipe file's path)")

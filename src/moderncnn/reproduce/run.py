@@ -1,0 +1,90 @@
+"""``reproduce(recipe)``: train every network of a recipe, one run directory each, then compare them.
+
+Runs go to ``OUT/<network>`` (default ``OUT = runs/reproduce/<recipe>-<budget>``). Running the same command
+again continues where it stopped: finished networks are kept, an interrupted one resumes from its
+``last.ckpt``. A network that fails (a non-finite loss, say) is reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from moderncnn.engine import TrainConfig, train
+from moderncnn.engine.module import NonFiniteLossError
+from moderncnn.reports.compare import Comparison, compare
+from moderncnn.reproduce.recipes import Recipe, load_recipe
+
+
+def _same_settings(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to mix runs of other settings into this reproduction."""
+    earlier = TrainConfig.load(run_dir / "config.yaml").to_dict()
+    differs = sorted(k for k, v in config.to_dict().items() if earlier.get(k) != v)
+    if differs:
+        raise ValueError(
+            f"{run_dir} holds a run with other settings (differs in {', '.join(differs)}); "
+            "give another --out, or delete that run"
+        )
+
+
+def reproduce(
+    recipe: str | Path | Recipe,
+    budget: str = "full",
+    *,
+    out: str | Path | None = None,
+    only: list[str] | None = None,
+    overrides: dict | None = None,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+) -> Comparison | None:
+    """Train the networks of ``recipe`` at ``budget`` and write the comparison into ``out``.
+
+    Args:
+        recipe: a bundled recipe's name (``d2l-ch7``, ``uva-tutorial5``), a recipe file, or a :class:`Recipe`.
+        budget: ``full`` (the published settings), ``quick`` or ``smoke``.
+        out: the folder for the run directories and the report.
+        only: train only these networks of the recipe.
+        overrides: settings that win over the recipe's (``data_dir``, ``accelerator``, ``devices``, ...).
+        quiet: no progress bars.
+        log: where progress lines go.
+
+    Returns:
+        The comparison (``None`` in the non-zero ranks of a multi-process run).
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    out = Path(out) if out is not None else Path("runs") / "reproduce" / f"{recipe.name}-{budget}"
+    configs = recipe.configs(budget, only, **(overrides or {}))
+    finished: list[Path] = []
+    failures: dict[str, str] = {}
+    rank = 0
+    for i, config in enumerate(configs, 1):
+        run_dir = out / config.model
+        config.run_dir = str(run_dir)
+        step = f"[{i}/{len(configs)}] {config.model}"
+        if (run_dir / "results.json").is_file():
+            _same_settings(run_dir, config)
+            log(f"{step}: finished earlier in {run_dir}; kept")
+            finished.append(run_dir)
+            continue
+        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        if resume:
+            _same_settings(run_dir, config)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            origin = {"recipe": recipe.name, "budget": budget, "published": recipe.network(config.model).published}
+            (run_dir / "reproduce.json").write_text(json.dumps(origin, indent=2))
+        log(f"{step}: {'resuming' if resume else 'training'} in {run_dir}")
+        try:
+            result = train(None, resume=run_dir, quiet=quiet) if resume else train(config, quiet=quiet)
+        except (ValueError, NonFiniteLossError) as err:
+            failures[config.model] = str(err)
+            log(f"{step}: failed: {err}")
+            continue
+        rank = result.rank
+        if rank == 0:
+            log(f"{step}: {result}")
+        finished.append(run_dir)
+    if rank != 0:
+        return None
+    return compare(finished, out, recipe=recipe, budget=budget, failures=failures)
