@@ -206,9 +206,9 @@ def test_compare_cli_on_runs_and_on_a_folder_of_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = read_csv(tmp_path / "cmp" / "comparison.csv")
     assert [r["model"] for r in rows] == ["resnet_uva", "lenet_bn"]
-    # The published figures travel with each run (reproduce.json), so a user's recipe file is not needed here.
-    assert "paper_acc" not in rows[0]  # ...but the column layout comes from a recipe, which compare cannot find
-    assert json.loads((out / "lenet_bn" / "reproduce.json").read_text())["published"]["paper_acc"] == 0.5
+    # The published figures and their columns travel with each run (reproduce.json): no recipe file is needed.
+    assert float(rows[1]["paper_acc"]) == 0.5
+    assert float(rows[1]["paper_acc_diff"]) == pytest.approx(float(rows[1]["test_acc"]) - 0.5, abs=1e-6)
     folder = cli("compare", str(out), "--out", str(tmp_path / "cmp2"))
     assert folder.returncode == 0 and [r["model"] for r in read_csv(tmp_path / "cmp2" / "comparison.csv")] == [
         "lenet_bn",

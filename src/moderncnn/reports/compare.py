@@ -47,6 +47,7 @@ class RunRecord:
     device: str
     curve: list[float] = field(default_factory=list)
     published: dict = field(default_factory=dict)
+    published_columns: list[dict] = field(default_factory=list)
     recipe: str | None = None
     budget: str | None = None
 
@@ -87,6 +88,7 @@ class RunRecord:
             device=results["device"],
             curve=curve,
             published=origin.get("published", {}),
+            published_columns=origin.get("published_columns", []),
             recipe=origin.get("recipe"),
             budget=origin.get("budget"),
         )
@@ -197,7 +199,11 @@ def compare(
                 recipe = None  # a user's recipe that is not bundled: its figures are still in each run
     budgets = {r.budget for r in records if r.budget}
     budget = budget or (budgets.pop() if len(budgets) == 1 else None)
-    columns = recipe.published_columns if recipe is not None else []
+    if recipe is not None:
+        columns = recipe.published_columns
+    else:  # runs of one user's recipe carry its columns; runs of several recipes get none
+        layouts = {json.dumps(r.published_columns) for r in records}
+        columns = records[0].published_columns if records and len(layouts) == 1 else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {

@@ -72,7 +72,12 @@ def reproduce(
             _same_settings(run_dir, config)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
-            origin = {"recipe": recipe.name, "budget": budget, "published": recipe.network(config.model).published}
+            origin = {
+                "recipe": recipe.name,
+                "budget": budget,
+                "published": recipe.network(config.model).published,
+                "published_columns": recipe.published_columns,  # so `compare` needs no recipe file
+            }
             (run_dir / "reproduce.json").write_text(json.dumps(origin, indent=2))
         log(f"{step}: {'resuming' if resume else 'training'} in {run_dir}")
         try:
