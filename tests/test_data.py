@@ -1,7 +1,9 @@
 """Datasets on tiny files made here: torchvision's readers, content verification, splits, errors, stats, loader."""
 
+import contextlib
 import pickle
 import struct
+import time
 import urllib.error
 from pathlib import Path
 
@@ -304,3 +306,39 @@ def test_loader_epochs_are_seeded_permutations():
     x, y = next(iter(DeviceLoader(split, 16)))
     assert x.dtype == torch.float32 and torch.equal(x.flatten() * 255, y.float())  # default: scale to [0, 1]
     assert len(DeviceLoader(split, 16, drop_last=True)) == 2 and len(DeviceLoader(split, 16)) == 3
+
+
+class _SlowDownload:
+    """Stands in for a torchvision reader: a 'download' that takes a while and writes the files; reading fails."""
+
+    files = ["a", "b"]
+
+    def __init__(self, root: str, train: bool, download: bool):
+        if download:
+            with open(Path(root) / "downloads.log", "a") as log:
+                log.write("download\n")
+            time.sleep(0.5)
+            for name in self.files:
+                (Path(root) / "raw" / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(root) / "raw" / name).write_text("x")
+        else:
+            raise RuntimeError("not a real dataset")
+
+
+def _read_with_slow_download(root: Path) -> None:
+    ds_module._READERS["fake"] = (_SlowDownload, "raw", _SlowDownload.files)
+    with contextlib.suppress(DataError):  # the fake files cannot be read; only the number of downloads matters
+        ds_module._read("fake", "train", root, download=True)
+
+
+def test_processes_that_find_files_missing_together_download_once(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # the children inherit the fake reader
+    processes = [context.Process(target=_read_with_slow_download, args=(tmp_path,)) for _ in range(3)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=60)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    assert (tmp_path / "downloads.log").read_text() == "download\n"

@@ -16,6 +16,7 @@ images, 10 classes) ship inside scikit-learn, so it works offline and with no da
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -143,18 +144,37 @@ _READERS = {
 }
 
 
+@contextlib.contextmanager
+def _download_lock(root: Path):
+    """An exclusive lock on ``root/.moderncnn-download.lock`` (none where the root cannot be written, or off POSIX)."""
+    try:
+        import fcntl
+
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / ".moderncnn-download.lock", "a")  # noqa: SIM115 - held open for the lock's lifetime
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def _read(name: str, split: str, root: Path, download: bool) -> tuple[Split, list[str]]:
     """Read one official split through torchvision, downloading if allowed, and verify its content."""
     reader, folder, files = _READERS[name]
-    missing = [f for f in files if not (root / folder / f).is_file()]
-    if missing:
-        if not download:
-            raise DataError(_missing_message(name, folder, files, root, "downloading is switched off"))
-        try:
-            reader(str(root), train=True, download=True)
-        except Exception as err:
-            why = f"the download failed ({_first_line(err)})"
-            raise DataError(_missing_message(name, folder, files, root, why)) from None
+    # Several processes (the ranks of a multi-process run, two runs at once) may find the files missing together:
+    # one downloads while the others wait, then find them present.
+    with _download_lock(root):
+        missing = [f for f in files if not (root / folder / f).is_file()]
+        if missing:
+            if not download:
+                raise DataError(_missing_message(name, folder, files, root, "downloading is switched off"))
+            try:
+                reader(str(root), train=True, download=True)
+            except Exception as err:
+                why = f"the download failed ({_first_line(err)})"
+                raise DataError(_missing_message(name, folder, files, root, why)) from None
     try:
         ds = reader(str(root), train=split == "train", download=False)
     except Exception as err:  # present but unreadable: truncated, not a pickle, failing torchvision's own check
