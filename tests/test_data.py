@@ -342,3 +342,14 @@ def test_processes_that_find_files_missing_together_download_once(tmp_path):
         p.join(timeout=60)
     assert [p.exitcode for p in processes] == [0, 0, 0]
     assert (tmp_path / "downloads.log").read_text() == "download\n"
+
+
+def test_image_folder_split_holds_every_class_in_each_part(tmp_path):
+    make_folder(tmp_path, classes=("a", "b", "c"), per_class=10)
+    data = load_dataset(f"imagefolder:{tmp_path}")
+    for split in ("val", "test"):
+        assert sorted(data.splits[split].targets) == [0, 1, 2]  # stratified: one of each class
+    again = load_dataset(f"imagefolder:{tmp_path}")
+    assert data.splits["val"].samples == again.splits["val"].samples  # seeded
+    other = load_dataset(f"imagefolder:{tmp_path}", seed=7)
+    assert data.splits["val"].samples != other.splits["val"].samples

@@ -10,6 +10,17 @@ from moderncnn.summary import count_flops, count_parameters, summary
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # ``predict`` pulls in the training engine (Lightning) and torchvision's image I/O; import it on first use so
+    # that ``import moderncnn`` stays as light as the registry.
+    if name == "predict":
+        from moderncnn.deploy.predict import predict
+
+        return predict
+    raise AttributeError(f"module 'moderncnn' has no attribute {name!r}")
+
+
 __all__ = [
     "ModelInfo",
     "count_flops",
@@ -18,5 +29,6 @@ __all__ = [
     "get_model_info",
     "list_families",
     "list_models",
+    "predict",
     "summary",
 ]

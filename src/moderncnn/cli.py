@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,15 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) != 4 or min(shape) < 1:
         raise UsageError(f"--input must be NxCxHxW with positive integers, e.g. 1x3x224x224; got {text!r}")
     return shape
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from moderncnn.demo import run_demo
+
+    run_demo(
+        args.dataset, run_dir=args.run_dir, epochs=args.epochs, seed=args.seed, data_dir=args.data_dir, quiet=args.quiet
+    )
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -107,7 +117,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("--resume continues a run with its own config.yaml; give no MODEL or --config with it")
         result = train(None, resume=args.resume, quiet=args.quiet)
     else:
-        overrides = {name: getattr(args, name) for name in [*TRAIN_OPTIONS, "compile", "channels_last"]}
+        overrides = {
+            name: getattr(args, name)
+            for name in [*TRAIN_OPTIONS, "compile", "channels_last", "pretrained", "freeze_backbone"]
+        }
         if args.config:
             config = TrainConfig.load(args.config)
             values = {**config.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
@@ -127,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # `moderncnn train` options that map one-to-one onto TrainConfig fields (default None: the network's default).
 TRAIN_OPTIONS = {
-    "dataset": (str, "fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH or synthetic"),
+    "dataset": (str, "fashion-mnist, mnist, cifar10, cifar100, digits, imagefolder:PATH or synthetic"),
     "data_dir": (str, "data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)"),
     "epochs": (int, "passes over the training split"),
     "batch_size": (int, "images per step (per device)"),
@@ -230,6 +243,75 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from moderncnn.deploy.predict import plot_predictions, predict
+
+    result = predict(
+        args.run,
+        args.images,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        device=args.device,
+        checkpoint=args.checkpoint,
+    )
+    for failure in result.failures:
+        print(f"moderncnn predict: skipped {failure.path}: {failure.reason}", file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "predictions": [p.to_dict() for p in result.predictions],
+                    "failures": [f.to_dict() for f in result.failures],
+                },
+                indent=2,
+            )
+        )
+    elif args.csv:
+        import csv
+
+        k = max((len(p.classes) for p in result.predictions), default=0)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["path"] + [f"{column}_{i}" for i in range(1, k + 1) for column in ("class", "prob")])
+        for p in result.predictions:
+            writer.writerow([p.path] + [v for pair in zip(p.classes, p.probs, strict=True) for v in pair])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("image", overflow="fold")  # whole paths, wrapped: they are what the user copies
+        table.add_column("class")
+        table.add_column("prob", justify="right")
+        table.add_column("next")
+        for p in result.predictions:
+            rest = ", ".join(f"{c} {v:.3f}" for c, v in zip(p.classes[1:], p.probs[1:], strict=True))
+            table.add_row(p.path, p.label, f"{p.prob:.3f}", rest)
+        Console(width=120).print(table)
+    if args.show and result.predictions:
+        out = plot_predictions(result.predictions, args.show)
+        # stdout carries only the JSON/CSV when one is asked for.
+        print(f"wrote {out}", file=sys.stderr if args.json or args.csv else sys.stdout)
+    return 1 if result.failures else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from moderncnn.deploy.export import export
+
+    result = export(
+        args.run,
+        args.format,
+        args.out,
+        checkpoint=args.checkpoint,
+        opset=args.opset,
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        tolerance=args.tolerance,
+    )
+    print(result)
+    print(f"preprocessing and class names: {result.metadata}")
+    return 0
+
+
 def _defaults_epilog() -> str:
     from moderncnn.engine.config import _BY_MODEL, _BY_VARIANT
 
@@ -256,7 +338,7 @@ def _val_size(text: str) -> int | float:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH or synthetic")
+    p.add_argument("dataset", help="fashion-mnist, mnist, cifar10, cifar100, digits, imagefolder:PATH or synthetic")
     p.add_argument("--data-dir", help="data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)")
     p.add_argument(
         "--val-size", type=_val_size, default=0, help="validation images carved from train (count or fraction)"
@@ -270,6 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="The modern convolutional networks, LeNet to DenseNet: inspect, train, compare, export.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo",
+        help="offline: train LeNet-BN on the bundled digits, evaluate it, and show what to run next",
+        description="Train the textbook's BatchNorm LeNet on scikit-learn's bundled handwritten digits (no download; "
+        "under a minute on the CPU), write a run directory, evaluate it on the test split (confusion matrix) and "
+        "print the next commands. --dataset fashion-mnist or mnist does the same on that dataset (downloaded on "
+        "first use).",
+    )
+    p.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist or mnist")
+    p.add_argument("--data-dir", help="data root for fashion-mnist/mnist (default: $MODERNCNN_DATA, else ~/.cache/...)")
+    p.add_argument("--run-dir", help="run directory (default: runs/lenet_bn-<dataset>-<time>)")
+    p.add_argument("--epochs", type=int, help="passes over the training split (default: 15 on digits, 5 otherwise)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the validation split, initialisation and data order")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("models", help="list the registered networks with parameters and FLOPs")
     p.add_argument("--family", help="only this family (lenet, alexnet, vgg, nin, googlenet, resnet, densenet)")
@@ -313,6 +411,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=_val_size if kind is None else kind, default=None, help=text)
     p.add_argument("--compile", action="store_const", const=True, default=None, help="torch.compile the network")
     p.add_argument("--channels-last", action="store_const", const=True, default=None, help="channels-last memory")
+    p.add_argument(
+        "--pretrained",
+        nargs="?",
+        const="imagenet",
+        metavar="PATH",
+        help="start from torchvision's ImageNet weights (torchvision networks; downloaded once), or from a .pth "
+        "state dict at PATH; a classifier for another class count starts fresh, 1-channel input sums the first "
+        "convolution over RGB",
+    )
+    p.add_argument(
+        "--freeze-backbone", action="store_const", const=True, default=None, help="train only the classifier"
+    )
     p.add_argument("--config", help="a config.yaml written by an earlier run (options given here override it)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its checkpoints/last.ckpt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -355,6 +465,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     p.add_argument("--out", default="runs/comparison", help="folder for the report (default: runs/comparison)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify image files with a trained run",
+        description="Classify image files with a trained run, preprocessed as in its evaluation. Exit code 0 when "
+        "every image was predicted, 1 when some could not be read (they are named on stderr), 2 for a usage error.",
+    )
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a .ckpt file")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (recursively)")
+    p.add_argument("--top-k", type=int, default=5, help="classes shown per image (default: 5)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON: predictions and failures")
+    output.add_argument("--csv", action="store_true", help="print CSV: path, class_1, prob_1, class_2, ...")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    p.add_argument("--show", metavar="GRID.PNG", help="also write a labelled grid of the images (first 64)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a trained run to ONNX, torch.export, TorchScript or a Triton model repository",
+        description="Export a trained run's network, then load it back with its runtime and compare it with the "
+        "network on random batches of 1 and 3 images (fails above --tolerance). The preprocessing and class names are "
+        "written beside it (OUT.json; preprocessing.json in a Triton model folder).",
+    )
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a .ckpt file")
+    p.add_argument(
+        "--format",
+        required=True,
+        help="onnx (verified with onnxruntime); pt2 (torch.export); torchscript (deprecated upstream in favour of "
+        "torch.export); triton (a Triton model repository serving the ONNX model with onnxruntime)",
+    )
+    p.add_argument(
+        "--out", help="file to write; for triton the repository folder (default: RUN/export/MODEL.EXT, RUN/triton)"
+    )
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    p.add_argument("--opset", type=int, help="ONNX operator set (default: the exporter's)")
+    p.add_argument("--name", help="the model's name in a Triton repository (default: the network's name)")
+    p.add_argument("--max-batch-size", type=int, default=64, help="Triton's max_batch_size (default: 64)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest accepted max abs difference from the network's logits (default: 1e-4)",
+    )
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -368,6 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Our own errors (unknown model, bad shape, ...) are ValueErrors with a message meant for the user.
         print(f"moderncnn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (`moderncnn predict ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

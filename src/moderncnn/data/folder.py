@@ -72,13 +72,21 @@ def _scan(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def _seeded_split(split: FolderSplit, fractions: list[float], seed: int) -> list[FolderSplit]:
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-    counts = [round(f * len(split)) for f in fractions]
-    parts, start = [], 0
-    for count in counts:
-        parts.append(split.subset(order[start : start + count]))
-        start += count
-    return [split.subset(order[start:]), *parts]
+    """``[rest, part_1, ...]``, each part the given fraction of every class (stratified: a small folder's
+    validation set still holds every class), drawn with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.tensor(split.targets)
+    chosen: list[list[torch.Tensor]] = [[] for _ in range(len(fractions) + 1)]
+    for label in labels.unique().tolist():
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        start = 0
+        for i, fraction in enumerate(fractions, 1):
+            count = round(fraction * len(members))
+            chosen[i].append(members[start : start + count])
+            start += count
+        chosen[0].append(members[start:])
+    return [split.subset(torch.cat(parts).sort().values) for parts in chosen]
 
 
 def _fraction(val_size: int | float, n: int) -> float:

@@ -50,6 +50,8 @@ class TrainConfig:
     mean: list[float] | None = None
     std: list[float] | None = None
     test_checkpoint: str = "last"
+    pretrained: str | None = None
+    freeze_backbone: bool = False
     precision: str = "32"
     accelerator: str = "auto"
     devices: int = 1
@@ -124,6 +126,16 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.freeze_backbone and not self.pretrained:
+            raise ValueError("freeze backbone needs pretrained weights (--pretrained or --pretrained PATH)")
+        if self.pretrained == "imagenet":
+            from moderncnn.models.pretrained import supports_pretrained
+
+            if not supports_pretrained(self.model):
+                raise ValueError(
+                    f"torchvision has no ImageNet weights for {self.model}; --pretrained works with the torchvision "
+                    "networks (alexnet, vgg*, googlenet, resnet18-152, densenet121-201), or give a weights file path"
+                )
         from moderncnn.data.augment import PRESETS
 
         if self.augment not in PRESETS:
@@ -183,8 +195,17 @@ def default_settings(model: str) -> dict:
     return {**_BY_VARIANT[info.variant], **_BY_MODEL.get(model, {})}
 
 
+# Validation sizes for datasets of their own size, used when the network's default is a count for another dataset
+# (5,000 CIFAR-10 images) and no size is given: a tenth of an image folder, the digits' documented 180.
+_VAL_SIZE_BY_DATASET = {"imagefolder": 0.1, "digits": 180}
+
+
 def make_config(model: str, **overrides) -> TrainConfig:
     """A validated config: ``model``'s defaults, then ``overrides`` (``None`` values are ignored)."""
     values = {"model": model, **default_settings(model)}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    dataset = str(given.get("dataset", values.get("dataset", ""))).split(":")[0]
+    if "val_size" not in given and values.get("val_size") and dataset in _VAL_SIZE_BY_DATASET:
+        values["val_size"] = _VAL_SIZE_BY_DATASET[dataset]
+    values.update(given)
     return TrainConfig.from_dict(values).validate()

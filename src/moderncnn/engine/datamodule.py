@@ -15,6 +15,7 @@ from moderncnn.data.augment import BatchAugment, reference_transform
 from moderncnn.data.folder import FolderSplit
 from moderncnn.data.loader import ShardSampler
 from moderncnn.engine.config import TrainConfig
+from moderncnn.models.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -52,6 +53,9 @@ class ImageDataModule(L.LightningDataModule):
                         f"{self.dataset.channels}; give one value per channel or leave them out"
                     )
                 self.mean, self.std = list(self.cfg.mean), list(self.cfg.std)
+            elif self.cfg.pretrained and self.dataset.channels == 3:
+                # ImageNet weights expect ImageNet's normalisation (as torchvision's weights' transforms apply it).
+                self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
             else:
                 self.mean, self.std = dataset_stats(self.dataset)
 

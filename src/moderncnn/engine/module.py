@@ -10,6 +10,7 @@ import torchmetrics
 from torch import Tensor, nn
 
 from moderncnn.engine.config import TrainConfig
+from moderncnn.models.pretrained import backbone_parameters, load_pretrained
 from moderncnn.registry import create_model, get_model_info
 
 
@@ -61,12 +62,19 @@ class ImageClassifier(L.LightningModule):
         mean: list[float],
         std: list[float],
         input_size: int,
+        load_weights: bool = True,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["load_weights"])
         self.cfg = TrainConfig.from_dict(config)
         self.net = build_network(self.cfg, num_classes, in_channels, input_size)
         initialise(self.net, self.cfg.init)
+        self.pretrained_report = ""
+        if self.cfg.pretrained and load_weights:  # not when resuming: the checkpoint has the weights
+            self.pretrained_report = str(load_pretrained(self.net, self.cfg.model, self.cfg.pretrained))
+        if self.cfg.freeze_backbone:
+            for p in backbone_parameters(self.net, self.cfg.model):
+                p.requires_grad_(False)
         if self.cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if self.cfg.compile:
@@ -108,6 +116,14 @@ class ImageClassifier(L.LightningModule):
         )
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        if self.cfg.freeze_backbone:
+            # A frozen backbone keeps its BatchNorm statistics too: those layers stay in evaluation mode.
+            classifier = get_model_info(self.cfg.model).classifier
+            for name, m in self.net.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith(classifier):
+                    m.eval()
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
@@ -138,7 +154,7 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        params = self.net.parameters()
+        params = [p for p in self.net.parameters() if p.requires_grad]  # the classifier only, when frozen
         if cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay

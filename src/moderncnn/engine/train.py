@@ -144,6 +144,12 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
             "precision 16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32"
         )
     if resume is None:
+        # A resumed run takes its weights from the checkpoint; a new one needs the file now, before any work.
+        if config.pretrained not in (None, "imagenet") and not Path(config.pretrained).expanduser().is_file():
+            raise ValueError(
+                f"no weights file at {config.pretrained}; give a .pth state dict, or --pretrained alone for "
+                "torchvision's ImageNet weights"
+            )
         run_dir = Path(config.run_dir) if config.run_dir else new_run_dir(config)
         if (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ValueError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another")
@@ -153,6 +159,10 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
     info = get_model_info(config.model)
     data = ImageDataModule(config, input_size=info.input_size)
     data.setup("fit")
+    native = data.dataset.image_size
+    if config.resize is None and native is not None and native < info.min_input_size:
+        # Images smaller than the network accepts (8 px digits for LeNet): upsample to the network's own size.
+        config.resize = info.input_size
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
 
@@ -166,7 +176,10 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
         mean=data.mean,
         std=data.std,
         input_size=data.image_size,
+        load_weights=ckpt_path is None,
     )
+    if model.pretrained_report and not quiet and trainer.is_global_zero:
+        print(model.pretrained_report)
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     if trainer.interrupted:

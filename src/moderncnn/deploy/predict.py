@@ -1,0 +1,268 @@
+"""``predict(run, images)``: class probabilities for image files, with the run's own preprocessing.
+
+An image goes through exactly what the network saw in evaluation: decoded by PIL (as image folders are read for
+training), converted to the network's channels (luma for grey networks, replicated grey for RGB ones), scaled to
+[0, 1], normalised with the run's mean and std and resized to its input size (bilinear, antialiased) by the same
+``BatchAugment`` the training loader uses. A file that cannot be read is reported by name and skipped; the others
+are still predicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import UnidentifiedImageError
+from torch import Tensor, nn
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from moderncnn.data.augment import BatchAugment
+from moderncnn.data.folder import decode
+from moderncnn.engine.evaluate import load_network
+
+# torchvision's image-folder extensions, and GIF (PIL reads its first frame).
+IMAGE_EXTENSIONS = tuple(sorted({*IMG_EXTENSIONS, ".gif"}))
+
+
+def checkpoint_path(run_or_ckpt: str | Path, checkpoint: str = "best") -> Path:
+    """``RUN/checkpoints/<checkpoint>.ckpt`` for a run directory, or the path itself for a checkpoint file."""
+    path = Path(run_or_ckpt)
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if path.is_dir():
+        ckpt = path / "checkpoints" / f"{checkpoint}.ckpt"
+        if not ckpt.is_file():
+            raise ValueError(f"{path} has no checkpoints/{checkpoint}.ckpt (is it a run directory?)")
+        return ckpt
+    if not path.exists():
+        raise ValueError(f"no run directory or checkpoint at {path}")
+    return path
+
+
+def load_run(run_or_ckpt: str | Path, checkpoint: str = "best") -> tuple[nn.Module, dict, Path]:
+    """The network of a run (eval mode, CPU), its hyper-parameters and the checkpoint it came from.
+
+    ``hparams`` holds ``config``, ``num_classes``, ``in_channels``, ``class_names``, ``mean``, ``std`` (for inputs
+    scaled to [0, 1]) and ``input_size``. Foreign or unsafe files are refused with a ``ValueError``.
+    """
+    ckpt = checkpoint_path(run_or_ckpt, checkpoint)
+    net, hparams = load_network(ckpt)
+    return net, hparams, ckpt
+
+
+@dataclass
+class Prediction:
+    """The top-k classes of one image, most probable first.
+
+    ``true_label`` is the class the image's folder is named after (``.../cat/001.png`` → ``cat``), when it is one
+    of the run's classes, as in an image-folder layout; else ``None``.
+    """
+
+    path: str
+    classes: list[str]
+    probs: list[float]
+    true_label: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.classes[0]
+
+    @property
+    def prob(self) -> float:
+        return self.probs[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "label": self.label,
+            "prob": self.prob,
+            "top_k": [{"class": c, "prob": p} for c, p in zip(self.classes, self.probs, strict=True)],
+            "true_label": self.true_label,
+        }
+
+
+@dataclass
+class Failure:
+    """A path that could not be predicted, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+class PredictResult(NamedTuple):
+    """What :func:`predict` returns; unpacks as ``predictions, failures = predict(...)``."""
+
+    predictions: list[Prediction]
+    failures: list[Failure]
+
+
+def find_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Expand files and directories into image paths, in the order given (directories sorted, recursively).
+
+    In a directory only files with an image extension count (hidden files, such as macOS's ``._x.jpg``, do not);
+    a file named explicitly is always tried, whatever its extension. A path that does not exist is a failure.
+    """
+    found: list[Path] = []
+    missing: list[Failure] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            missing.append(Failure(str(path), "no such file or directory"))
+    return found, missing
+
+
+class _Unreadable(Exception):
+    """An image file that cannot be decoded; the message says why."""
+
+
+def _read(path: Path, channels: int) -> Tensor:
+    try:
+        return decode(str(path), channels)
+    except UnidentifiedImageError:
+        raise _Unreadable("not an image (no format PIL can read)") from None
+    except Exception as err:  # a damaged image: PIL raises OSError, ValueError, SyntaxError... depending on format
+        raise _Unreadable(f"cannot be decoded ({type(err).__name__}: {err})") from None
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r} ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for, but MPS is not available; use --device cpu")
+    return dev
+
+
+def predict(
+    run_or_ckpt: str | Path,
+    inputs: str | Path | Sequence[str | Path],
+    *,
+    top_k: int = 5,
+    batch_size: int = 64,
+    device: str = "cpu",
+    checkpoint: str = "best",
+) -> PredictResult:
+    """Predict the classes of image files with a trained run.
+
+    Args:
+        run_or_ckpt: a run directory (its ``checkpoints/<checkpoint>.ckpt`` is used) or a ``.ckpt`` file.
+        inputs: image files and/or directories (searched recursively for image extensions).
+        top_k: classes to keep per image (at most the number of classes).
+        batch_size: images decoded and run together.
+        device: where the network runs (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+        checkpoint: ``best`` or ``last`` when ``run_or_ckpt`` is a run directory.
+
+    Returns:
+        ``(predictions, failures)``: one :class:`Prediction` per readable image, in input order, and one
+        :class:`Failure` per path that does not exist or cannot be decoded.
+
+    Raises:
+        ValueError: a bad run or checkpoint, a bad option, or no image file found at all.
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = _check_device(device)
+    ckpt = checkpoint_path(run_or_ckpt, checkpoint)  # a bad run is reported before the images are searched
+    paths, failures = find_images(inputs)
+    if not paths:
+        given = ", ".join(str(i) for i in inputs) or "(nothing)"
+        missing = f"; not found: {', '.join(f.path for f in failures)}" if failures else ""
+        raise ValueError(f"no image files in {given} (extensions: {', '.join(IMAGE_EXTENSIONS)}){missing}")
+    net, hparams, _ = load_run(ckpt)
+    net = net.to(dev)
+    names, channels, size = hparams["class_names"], hparams["in_channels"], hparams["input_size"]
+    # The evaluation path of the training loader: normalise, then resize to the network's input.
+    preprocess = BatchAugment("none", mean=hparams["mean"], std=hparams["std"], resize=size, train=False)
+    k = min(top_k, len(names))
+    predictions: list[Prediction] = []
+    for start in range(0, len(paths), batch_size):
+        batch, kept = [], []
+        for path in paths[start : start + batch_size]:
+            try:
+                image = _read(path, channels)
+            except _Unreadable as err:
+                failures.append(Failure(str(path), str(err)))
+                continue
+            batch.append(preprocess(image[None])[0])  # one at a time: the images differ in size until resized
+            kept.append(path)
+        if not batch:
+            continue
+        with torch.no_grad():
+            probs = torch.softmax(net(torch.stack(batch).to(dev)).float(), dim=1).cpu()
+        top = probs.topk(k, dim=1)
+        for path, values, indices in zip(kept, top.values.tolist(), top.indices.tolist(), strict=True):
+            truth = path.parent.name if path.parent.name in names else None
+            predictions.append(Prediction(str(path), [names[i] for i in indices], values, truth))
+    return PredictResult(predictions, failures)
+
+
+def plot_predictions(
+    predictions: Sequence[Prediction],
+    out: str | Path,
+    *,
+    columns: int = 8,
+    max_images: int = 64,
+) -> Path:
+    """A labelled grid: each image with its predicted class and probability under it.
+
+    Where the true label is known (the image's folder is named after a class), a wrong prediction is drawn in red
+    with the true class under it, as the textbook marks its mistakes.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    shown = list(predictions)[:max_images]
+    if not shown:
+        raise ValueError("no predictions to show")
+    cols = min(columns, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, pred in zip(axes.flat, shown, strict=False):
+        image = decode(pred.path, 3).permute(1, 2, 0).numpy()  # shown as it is on disk, not as the network sees it
+        ax.imshow(image)
+        wrong = pred.true_label is not None and pred.true_label != pred.label
+        text = f"{pred.label} {pred.prob:.2f}" + (f"\n(true: {pred.true_label})" if wrong else "")
+        ax.text(
+            0.5,
+            -0.04,
+            text,
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="red" if wrong else "black",
+        )
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
