@@ -89,7 +89,12 @@ class BatchAugment:
         if random and self.preset == "uva":
             x = self._resized_crop(x, flip)
         if self.resize is not None and x.shape[-2:] != (self.resize, self.resize):
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True, align_corners=False)
+            # Antialiasing only changes a downsampling; upsampled (28 -> 224 px) it gives the same values to float
+            # rounding (5e-7) through a general kernel about 30% slower than plain bilinear.
+            shrinking = self.resize < max(x.shape[-2:])
+            x = F.interpolate(
+                x, size=(self.resize, self.resize), mode="bilinear", antialias=shrinking, align_corners=False
+            )
         return x
 
     def _rand(self, *shape: int, device: torch.device) -> Tensor:
