@@ -10,6 +10,7 @@ a user's recipe is any file of the same form, passed by path.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,10 +91,16 @@ class Recipe:
 
 def _native_size(dataset: str, model: str, data_dir: str | None) -> int | None:
     """The dataset's image size, at least the network's minimum input; None for images of mixed sizes."""
+    native = _image_size(dataset, data_dir)
+    return None if native is None else max(native, get_model_info(model).min_input_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _image_size(dataset: str, data_dir: str | None) -> int | None:
+    # Loaded once per dataset, not once per network of the recipe.
     from moderncnn.data import load_dataset
 
-    native = load_dataset(dataset, data_dir=data_dir, val_size=0).image_size
-    return None if native is None else max(native, get_model_info(model).min_input_size)
+    return load_dataset(dataset, data_dir=data_dir, val_size=0).image_size
 
 
 def _check(recipe: Recipe) -> Recipe:
