@@ -8,6 +8,7 @@ import torch
 
 from moderncnn.data.augment import BatchAugment
 from moderncnn.data.datasets import Dataset, Split
+from moderncnn.reports.figures import pyplot, save_figure
 
 
 def preview_grid(
@@ -30,10 +31,7 @@ def preview_grid(
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if split not in dataset.splits:
         raise ValueError(f"{dataset.name} has no {split!r} split; it has {', '.join(dataset.splits)}")
@@ -71,9 +69,4 @@ def preview_grid(
             elif i == 0:
                 ax.set_title(f"{augment} #{j}", fontsize=8)
     fig.suptitle(f"{dataset.name} ({split})" + (f", augmentation '{augment}'" if augment else ""), fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -22,6 +22,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from moderncnn.data.augment import BatchAugment
 from moderncnn.data.folder import decode
 from moderncnn.engine.evaluate import load_network
+from moderncnn.reports.figures import pyplot, save_figure
 
 # torchvision's image-folder extensions, and GIF (PIL reads its first frame).
 IMAGE_EXTENSIONS = tuple(sorted({*IMG_EXTENSIONS, ".gif"}))
@@ -232,10 +233,7 @@ def plot_predictions(
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = list(predictions)[:max_images]
     if not shown:
@@ -260,9 +258,4 @@ def plot_predictions(
             fontsize=8,
             color="red" if wrong else "black",
         )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from moderncnn.engine.config import TrainConfig
 from moderncnn.engine.recorder import read_metrics
+from moderncnn.reports.figures import pyplot, save_figure
 
 # What each budget means for the published figures, said in the report's header.
 BUDGET_NOTES = {
@@ -354,10 +355,7 @@ def _published_key(columns: list[dict], ours: str) -> str | None:
 
 
 def _plot(records: list[RunRecord], columns: list[dict], plot_path: Path, curves_path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
     # The first published test accuracy and examples/sec of the recipe, drawn as hollow markers beside ours.
@@ -384,9 +382,7 @@ def _plot(records: list[RunRecord], columns: list[dict], plot_path: Path, curves
     if their_acc:
         axes[0].legend(fontsize=8)
     fig.suptitle(f"test accuracy vs size and speed ({', '.join(sorted({r.device for r in records}))})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(plot_path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, plot_path)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in records:
@@ -397,6 +393,4 @@ def _plot(records: list[RunRecord], columns: list[dict], plot_path: Path, curves
     ax.set_ylabel("validation accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(curves_path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, curves_path)

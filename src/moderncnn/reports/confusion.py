@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moderncnn.reports.figures import pyplot, save_figure
+
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], out: str | Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     k = len(classes)
     size = max(4.0, 0.55 * k + 1.5)
@@ -27,8 +26,4 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], out: str | Path,
                 ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=7, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

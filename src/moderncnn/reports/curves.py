@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from moderncnn.reports.figures import pyplot, save_figure
+
 
 def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw ``run_dir/metrics.csv`` into ``out`` (default ``run_dir/curves.png``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     run_dir = Path(run_dir)
     with open(run_dir / "metrics.csv", newline="") as f:
@@ -30,8 +29,4 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(run_dir.name, fontsize=9)
-    fig.tight_layout()
-    out = Path(out) if out is not None else run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out if out is not None else run_dir / "curves.png")
