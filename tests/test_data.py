@@ -1,10 +1,13 @@
 """Datasets on tiny files made here: torchvision's readers, content verification, splits, errors, stats, loader."""
 
 import contextlib
+import gzip
+import hashlib
 import pickle
 import struct
 import time
 import urllib.error
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +155,56 @@ def test_missing_and_offline_names_dataset_files_folder_and_both_fixes(tmp_path,
         assert part in message
     with pytest.raises(DataError, match="downloading is switched off"):
         load_dataset("fashion-mnist", data_dir=tmp_path / "empty", download=False)
+
+
+@pytest.fixture
+def mnist_root(tmp_path, monkeypatch):
+    """Tiny MNIST files with the .gz archives torchvision leaves beside them, whose md5s stand in for the official."""
+    raw = tmp_path / "MNIST" / "raw"
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(raw, prefix, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8))
+    resources = []
+    for idx in sorted(raw.iterdir()):
+        archive = idx.with_name(idx.name + ".gz")
+        archive.write_bytes(gzip.compress(idx.read_bytes()))
+        resources.append((archive.name, hashlib.md5(archive.read_bytes()).hexdigest()))
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    return tmp_path
+
+
+def test_mnist_is_verified_against_the_official_archives_beside_it(mnist_root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified: no "not verified" warning
+        data = load_dataset("mnist", data_dir=mnist_root, download=False)
+    assert len(data.splits["train"]) == 30 and len(data.splits["test"]) == 10 and data.classes[3].startswith("3")
+
+
+def test_mnist_file_that_differs_from_its_archive_is_rejected(mnist_root):
+    path = mnist_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    content = bytearray(path.read_bytes())
+    content[500] ^= 1
+    path.write_bytes(bytes(content))
+    with pytest.raises(DataError, match="mnist test split in .* is not the official content .*t10k-images-idx3-ubyte"):
+        load_dataset("mnist", data_dir=mnist_root, download=False)
+
+
+def test_mnist_archive_without_the_official_md5_is_rejected(mnist_root, monkeypatch):
+    resources = [
+        (name, "0" * 32 if name.startswith("train-labels") else md5)
+        for name, md5 in torchvision.datasets.MNIST.resources
+    ]
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz does not have the official md5"):
+        load_dataset("mnist", data_dir=mnist_root, download=False)
+
+
+def test_mnist_without_archives_loads_with_a_warning_that_it_is_not_verified(mnist_root):
+    for archive in (mnist_root / "MNIST" / "raw").glob("*.gz"):
+        archive.unlink()
+    with pytest.warns(UserWarning, match=r"mnist \w+ split in .* is not verified"):
+        data = load_dataset("mnist", data_dir=mnist_root, download=False)
+    assert len(data.splits["train"]) == 30
 
 
 def test_data_root_order(tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ as torchvision ``ImageFolder`` datasets for a ``DataLoader`` (see ``folder.py``)
 
 Files are read by torchvision's own dataset classes. What we change is how a copy is judged: instead of
 the md5 of the files (which rejects a faithful but re-packed copy such as the CIFAR-10 in
-``../shared/data``), the md5 of the decoded arrays is compared with the official content's digest.
+``../shared/data``), the md5 of the decoded arrays is compared with the official content's digest. Where we
+know no such digest (MNIST), the files must match the official archives torchvision downloaded beside them.
 
 ``digits`` is the exception that needs no files: scikit-learn's bundled handwritten digits (1,797 real 8x8 grey
 images, 10 classes) ship inside scikit-learn, so it works offline and with no data root; it is the dataset of
@@ -17,8 +18,10 @@ images, 10 classes) ship inside scikit-learn, so it works offline and with no da
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 import torchvision
 from torch import Tensor
+from torchvision.datasets.utils import check_integrity
 
 DEFAULT_ROOT = Path("~/.cache/moderncnn/data")
 NAMED = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits", "synthetic")
@@ -186,7 +190,9 @@ def _read(name: str, split: str, root: Path, download: bool) -> tuple[Split, lis
     images = ds.data if isinstance(ds.data, Tensor) else torch.from_numpy(np.ascontiguousarray(ds.data))
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
     expected = CONTENT_DIGESTS.get((name, split))
-    if expected is not None and content_digest(images, labels) != expected:
+    if expected is None:
+        _check_against_archives(name, split, reader, root / folder)
+    elif content_digest(images, labels) != expected:
         raise DataError(
             f"{name} {split} split in {root / folder} is not the official content (the md5 of its decoded "
             f"images/labels differs): the copy is corrupt, truncated or another dataset; delete the folder and run "
@@ -195,6 +201,37 @@ def _read(name: str, split: str, root: Path, download: bool) -> tuple[Split, lis
     # (N, H, W) grey or (N, H, W, C) RGB → (N, C, H, W)
     images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
     return Split(images.contiguous(), labels), list(ds.classes)
+
+
+def _check_against_archives(name: str, split: str, reader: type, folder: Path) -> None:
+    """Verify a split whose content digest we do not know (MNIST) against the official archives torchvision keeps.
+
+    torchvision leaves the ``.gz`` archives it downloaded beside the files it decompressed; where they are there, each
+    archive must have the official md5 (torchvision's ``resources``) and decompress to exactly the file being read.
+    Without archives (files copied in by hand) nothing can be checked, and a warning says so. CIFAR-100 needs none of
+    this: torchvision's reader checks the md5 of its official files itself.
+    """
+    prefix = "train-" if split == "train" else "t10k-"
+    archives = [(f, md5) for f, md5 in getattr(reader, "resources", []) if f.startswith(prefix) and f.endswith(".gz")]
+    if not archives:
+        return
+    if not all((folder / archive).is_file() for archive, _ in archives):
+        warnings.warn(
+            f"{name} {split} split in {folder} is not verified: no content digest is known for it and the official "
+            f"archives ({', '.join(a for a, _ in archives)}) are not there to compare with",
+            stacklevel=3,
+        )
+        return
+    for archive, md5 in archives:
+        path = folder / archive
+        decompressed = path.with_suffix("")  # the IDX file torchvision reads
+        official = check_integrity(str(path), md5) and gzip.decompress(path.read_bytes()) == decompressed.read_bytes()
+        if not official:
+            raise DataError(
+                f"{name} {split} split in {folder} is not the official content ({archive} does not have the official "
+                f"md5, or {decompressed.name} is not what it decompresses to): delete the folder and run "
+                f"again to download a fresh copy"
+            )
 
 
 def _first_line(err: BaseException) -> str:
