@@ -69,6 +69,19 @@ def test_shapes_dtype_and_the_plain_path(preset, resize, train):
         torch.testing.assert_close(out, theirs, rtol=0, atol=1 / 255 / min(STD) + 1e-5)
 
 
+@pytest.mark.parametrize(
+    ("height", "width", "size"), [(28, 28, 224), (28, 28, 65), (8, 8, 28), (32, 30, 96), (5, 7, 7)]
+)
+def test_enlarging_equals_torch_bilinear_interpolation(height, width, size):
+    # Enlargement is done as two matrix products; it must be the bilinear resize itself (integer and fractional
+    # factors, non-square inputs, the edges), with or without antialiasing, which changes nothing when enlarging.
+    x = torch.randint(0, 256, (4, 3, height, width), dtype=torch.uint8)
+    out = BatchAugment("none", **IDENTITY, resize=size, train=False)(x)
+    for antialias in (False, True):
+        expected = F.interpolate(x.float() / 255, size=(size, size), mode="bilinear", antialias=antialias)
+        torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)  # float rounding; a grey level is 4e-3
+
+
 def test_none_preset_is_exactly_normalisation():
     x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     assert torch.equal(BatchAugment("none", mean=MEAN, std=STD, generator=gen())(x), normalise(x))

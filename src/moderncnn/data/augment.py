@@ -14,6 +14,7 @@ evaluation (``train=False``) only resize and normalisation remain.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -89,12 +90,10 @@ class BatchAugment:
         if random and self.preset == "uva":
             x = self._resized_crop(x, flip)
         if self.resize is not None and x.shape[-2:] != (self.resize, self.resize):
-            # Antialiasing only changes a downsampling; upsampled (28 -> 224 px) it gives the same values to float
-            # rounding (5e-7) through a general kernel about 30% slower than plain bilinear.
-            shrinking = self.resize < max(x.shape[-2:])
-            x = F.interpolate(
-                x, size=(self.resize, self.resize), mode="bilinear", antialias=shrinking, align_corners=False
-            )
+            if self.resize < max(x.shape[-2:]):
+                x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True)
+            else:
+                x = _upsample(x, self.resize)
         return x
 
     def _rand(self, *shape: int, device: torch.device) -> Tensor:
@@ -148,6 +147,36 @@ class BatchAugment:
         grid_x, grid_y = _box_ramp(w, left, box_w, mirror), _box_ramp(h, top, box_h, torch.ones_like(mirror))
         grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[:, :, None]), dim=-1)  # (N, H, W, xy)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _upsample(x: Tensor, size: int) -> Tensor:
+    """Bilinear enlargement of a float batch to ``size`` x ``size``, as two matrix products.
+
+    Enlarging, bilinear interpolation (``align_corners=False``) makes each output row a blend of two input rows
+    and each output column a blend of two input columns, so the whole resize is ``rows @ x @ columns.T`` with two
+    small fixed matrices. The same values as ``F.interpolate`` (to float rounding: 1e-6 on [0, 1] pixels) and as
+    ``v2.Resize`` (antialiasing changes nothing when enlarging), about 1.4x faster on the CPU at 28 -> 224 px: the
+    products run in the BLAS library instead of a per-pixel kernel.
+    """
+    rows = _bilinear_matrix(x.shape[-2], size, x.device)
+    columns = _bilinear_matrix(x.shape[-1], size, x.device)
+    return rows @ (x @ columns.T)
+
+
+@functools.lru_cache(maxsize=32)
+def _bilinear_matrix(n_in: int, n_out: int, device: torch.device) -> Tensor:
+    """``(n_out, n_in)``: row i holds the weights output pixel i gives the input pixels along one axis."""
+    # Output pixel centre i maps to (i + 0.5) * n_in / n_out - 0.5 in input pixels (the half-pixel convention of
+    # align_corners=False); positions before the first pixel's centre take it alone, as do those past the last.
+    position = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    left = position.floor().long().clamp(max=n_in - 1)
+    right = (left + 1).clamp(max=n_in - 1)
+    weight_right = position - left
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    matrix.index_put_((rows, left), 1 - weight_right, accumulate=True)
+    matrix.index_put_((rows, right), weight_right, accumulate=True)
+    return matrix.float().to(device)
 
 
 def _box_ramp(size: int, start: Tensor, length: Tensor, mirror: Tensor) -> Tensor:
