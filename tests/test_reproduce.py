@@ -11,6 +11,7 @@ import yaml
 
 import moderncnn as mc
 from moderncnn.data import data_root
+from moderncnn.reports.compare import compare
 from moderncnn.reproduce import list_recipes, load_recipe, reproduce
 
 CLI = [str(Path(sys.executable).with_name("moderncnn"))]
@@ -236,6 +237,8 @@ def test_smoke_budget_of_a_bundled_recipe_on_generated_data(tmp_path):
     markdown = compare_smoke.markdown
     assert "another dataset than the recipe's fashion-mnist" in markdown and "Budget: **smoke**" in markdown
     assert "| nin |" in markdown and "0.790 (" in markdown  # the book's NiN figure beside ours
+    # Compared again from the folder: the chapter's order (NiN before BN-LeNet), not the folders' names.
+    assert [r.model for r in compare([out], tmp_path / "again").records] == ["nin", "lenet_bn"]
 
 
 # --- on the real data (skipped without a data root) -----------------------------------------------------------------

@@ -100,11 +100,15 @@ def _expand(runs: list[str | Path]) -> list[Path]:
     expanded = []
     for run in map(Path, runs):
         inner = sorted(p.parent for p in run.glob("*/results.json"))
-        if not (run / "results.json").is_file() and not (run / "config.yaml").is_file() and inner:
+        if not _is_run(run) and inner:
             expanded += inner
         else:
             expanded.append(run)
     return expanded
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "results.json").is_file() or (path / "config.yaml").is_file()
 
 
 def _input_shape(config: TrainConfig) -> list[int]:
@@ -202,6 +206,11 @@ def compare(
     budget = budget or (budgets.pop() if len(budgets) == 1 else None)
     if recipe is not None:
         columns = recipe.published_columns
+        if any(not _is_run(Path(run)) for run in runs):
+            # A folder of runs lists them in the recipe's (the chapter's) order, not by name; runs named one by one
+            # keep the order they were given in.
+            order = {network.model: i for i, network in enumerate(recipe.networks)}
+            records.sort(key=lambda r: order.get(r.model, len(order)))
     else:  # runs of one user's recipe carry its columns; runs of several recipes get none
         layouts = {json.dumps(r.published_columns) for r in records}
         columns = records[0].published_columns if records and len(layouts) == 1 else []
