@@ -17,7 +17,7 @@ import moderncnn as mc
 from moderncnn.cli import main
 from moderncnn.deploy import ExportError, export, export_module, predict
 from moderncnn.engine import make_config, train
-from moderncnn.engine.evaluate import load_network
+from moderncnn.engine.checkpoint import load_run
 
 export_module_file = importlib.import_module("moderncnn.deploy.export")  # the function `export` shadows the module
 
@@ -74,16 +74,16 @@ def images(tmp_path_factory) -> Path:
 READABLE = {"grey_40x30.png", "rgb_20x20.png", "rgb_64x50.jpg", "grey_28x28.jpeg", "rgb_33x45.bmp", "palette_30x30.gif"}
 
 
-def by_hand(path: str, hparams: dict) -> torch.Tensor:
+def by_hand(path: str, info) -> torch.Tensor:
     """The network's input for one image, built with PIL and numpy only (float resize), not moderncnn's code."""
-    mode = "L" if hparams["in_channels"] == 1 else "RGB"
+    mode = "L" if info.in_channels == 1 else "RGB"
     with Image.open(path) as im:
         array = np.asarray(im.convert(mode), dtype=np.float32).reshape(im.height, im.width, -1) / 255
-    size = hparams["input_size"]
+    size = info.input_size
     channels = []
     for c in range(array.shape[-1]):
         plane = Image.fromarray(array[..., c], mode="F").resize((size, size), Image.BILINEAR)  # antialiased
-        channels.append((np.asarray(plane) - hparams["mean"][c]) / hparams["std"][c])
+        channels.append((np.asarray(plane) - info.mean[c]) / info.std[c])
     return torch.from_numpy(np.stack(channels)).float()
 
 
@@ -104,13 +104,13 @@ def test_predict_skips_a_corrupt_file_by_name_and_predicts_the_others(runs, imag
 @pytest.mark.parametrize("channels", [1, 3])
 def test_prediction_equals_the_network_on_the_image_preprocessed_by_hand(runs, images, channels):
     # Grey and RGB files of other sizes, into a grey and an RGB network: conversion, resize, scale, normalisation.
-    net, hparams = load_network(runs[channels] / "checkpoints" / "best.ckpt")
+    net, info = load_run(runs[channels] / "checkpoints" / "best.ckpt")
     predictions, _ = predict(runs[channels], images, top_k=10)
     assert len(predictions) == len(READABLE)
-    names = hparams["class_names"]
-    scale = torch.tensor(hparams["std"])[:, None, None], torch.tensor(hparams["mean"])[:, None, None]
+    names = info.class_names
+    scale = torch.tensor(info.std)[:, None, None], torch.tensor(info.mean)[:, None, None]
     for p in predictions:
-        x = by_hand(p.path, hparams)
+        x = by_hand(p.path, info)
         with torch.no_grad():
             expected = torch.log_softmax(net(x[None]), dim=1)[0]
             not_normalised = torch.log_softmax(net(x[None] * scale[0] + scale[1]), dim=1)[0]
@@ -223,7 +223,7 @@ def test_export_a_run_writes_a_verified_model_and_its_preprocessing(runs, tmp_pa
     out = tmp_path / ("repo" if fmt == "triton" else f"model.{fmt}")
     result = export(runs[1], fmt, out)
     record_property("max_abs_diff", result.max_abs_diff)
-    net, hparams = load_network(runs[1] / "checkpoints" / "best.ckpt")
+    net, info = load_run(runs[1] / "checkpoints" / "best.ckpt")
     if fmt == "triton":
         folder = out / "lenet_bn"
         assert result.path == folder and result.metadata == folder / "preprocessing.json"
@@ -233,14 +233,14 @@ def test_export_a_run_writes_a_verified_model_and_its_preprocessing(runs, tmp_pa
                      "dims: [ 1, 28, 28 ]", 'name: "logits"', "dims: [ 10 ]", 'label_filename: "labels.txt"',
                      "data_type: TYPE_FP32", "dynamic_batching { }"):  # fmt: skip
             assert line in config
-        assert (folder / "labels.txt").read_text().splitlines() == hparams["class_names"]
+        assert (folder / "labels.txt").read_text().splitlines() == info.class_names
     else:
         model_file = out
         assert result.path == out and result.metadata == tmp_path / f"model.{fmt}.json"
     meta = json.loads(result.metadata.read_text())
-    assert meta["preprocessing"]["mean"] == hparams["mean"] and meta["preprocessing"]["std"] == hparams["std"]
+    assert meta["preprocessing"]["mean"] == info.mean and meta["preprocessing"]["std"] == info.std
     assert meta["preprocessing"]["resize"] == [28, 28] and meta["input"]["shape"] == ["batch", 1, 28, 28]
-    assert meta["class_names"] == hparams["class_names"] and meta["model"] == "lenet_bn"
+    assert meta["class_names"] == info.class_names and meta["model"] == "lenet_bn"
     assert meta["verification"]["max_abs_diff"] == result.max_abs_diff <= TOLERANCE
     assert (result.opset is not None) == (fmt in ("onnx", "triton")) and meta["opset"] == result.opset
     # Our own check, at a batch size the export's verification did not use.

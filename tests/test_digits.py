@@ -92,7 +92,7 @@ def test_content_is_verified_and_options_are_refused(monkeypatch):
 
 def test_device_resident_loader_upsamples_to_the_resize_setting(no_data_root):
     config = make_config("lenet_bn", dataset="digits", val_size=180, resize=28, batch_size=64, accelerator="cpu")
-    data = ImageDataModule(config, input_size=28)
+    data = ImageDataModule(config)
     data.setup("fit")
     images, labels = next(iter(data.train_dataloader()))
     assert images.shape == (64, 1, 28, 28) and images.dtype == torch.float32 and labels.shape == (64,)

@@ -173,10 +173,10 @@ def test_tampered_and_foreign_checkpoints_are_refused(tmp_path):
     [
         (["lenet", "--optimizer", "rmsprop"], "optimizer must be one of sgd, adam, adamw, got 'rmsprop'"),
         (["lenet", "--lr", "-0.1"], "lr must be positive, got -0.1"),
-        (["lenet", "--batch-size", "0"], "batch size must be at least 1, got 0"),
+        (["lenet", "--batch-size", "0"], "batch_size must be at least 1, got 0"),
         (["lenet", "--augment", "autoaugment"], "augment must be one of none, d2l, cifar, uva"),
         (["lenett"], "unknown model 'lenett'; did you mean lenet"),
-        (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: it has no checkpoints/last.ckpt"),
+        (["--resume", "/nonexistent/run"], "cannot resume /nonexistent/run: it has no config.yaml"),
         ([], "name a MODEL"),
         (["lenet", "--precision", "16-mixed", "--accelerator", "cpu"], "precision 16-mixed needs a GPU"),
     ],
@@ -315,8 +315,8 @@ def test_a_fixed_input_network_is_built_for_the_resize_it_trains_at(tmp_path):
         "model": "alexnet_d2l",
     }
     run = train(TrainConfig.from_dict(settings), quiet=True)
-    from moderncnn.engine.evaluate import load_network
+    from moderncnn.engine.checkpoint import load_run
 
-    net, hparams = load_network(run.run_dir / "checkpoints" / "last.ckpt")
-    assert hparams["input_size"] == 65 and net(torch.zeros(2, 1, 65, 65)).shape == (2, 10)
+    net, info = load_run(run.run_dir / "checkpoints" / "last.ckpt")
+    assert info.input_size == 65 and net(torch.zeros(2, 1, 65, 65)).shape == (2, 10)
     assert json.loads((run.run_dir / "results.json").read_text())["input_shape"] == [1, 65, 65]

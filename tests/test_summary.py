@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import moderncnn as mc
-from moderncnn.summary import model_table
+from moderncnn.summarize import model_table
 
 
 def tiny() -> nn.Sequential:

@@ -24,7 +24,8 @@ from moderncnn.data import data_root, load_dataset
 from moderncnn.deploy import export, plot_predictions, predict
 from moderncnn.engine import RunResult, TrainConfig, make_config, train
 from moderncnn.engine.evaluate import Evaluation, evaluate
-from moderncnn.reports.confusion import plot_confusion
+from moderncnn.errors import UsageError
+from moderncnn.rundir import RunDir
 
 MODEL = "lenet_bn"
 
@@ -109,7 +110,7 @@ def demo_config(
 ) -> TrainConfig:
     """The demo's training settings for ``dataset`` (one of ``RECIPES``)."""
     if dataset not in RECIPES:
-        raise ValueError(f"the demo runs on {', '.join(RECIPES)}, not {dataset!r}; use `moderncnn train` for others")
+        raise UsageError(f"the demo runs on {', '.join(RECIPES)}, not {dataset!r}; use `moderncnn train` for others")
     settings = {**RECIPES[dataset], **({"epochs": epochs} if epochs is not None else {})}
     run_dir = str(run_dir) if run_dir is not None else None
     return make_config(MODEL, dataset=dataset, **settings, seed=seed, data_dir=data_dir, run_dir=run_dir)
@@ -142,8 +143,8 @@ def run_demo(
     say = log or (lambda line: None)
     started = time.perf_counter()
     config = demo_config(dataset, run_dir=run_dir, epochs=epochs, seed=seed, data_dir=data_dir)
-    if run_dir is not None and (Path(run_dir) / "checkpoints" / "last.ckpt").exists():
-        raise ValueError(f"{run_dir} already holds a run; give the demo another --run-dir, or none for a new one")
+    if run_dir is not None and RunDir(run_dir).last.exists():
+        raise UsageError(f"{run_dir} already holds a run; give the demo another --run-dir, or none for a new one")
     # Fails here, in one line, when a downloaded dataset is missing and the network is not there.
     data = load_dataset(dataset, data_dir=data_dir, val_size=config.val_size, seed=seed)
     sizes = " / ".join(f"{len(split):,} {name}" for name, split in data.splits.items())
@@ -164,12 +165,7 @@ def run_demo(
         evaluation = evaluate(result.run_dir, split="test")
     finally:
         torch.set_num_threads(threads)
-    confusion = plot_confusion(
-        evaluation.confusion,
-        evaluation.classes,
-        Path(result.run_dir) / "confusion-test.png",
-        title=f"{MODEL} on {dataset} (test, best.ckpt)",
-    )
+    confusion = evaluation.save_confusion(title=f"{MODEL} on {dataset} (test, best.ckpt)")
     say(
         f"test accuracy of best.ckpt: {evaluation.accuracy:.4f} on {evaluation.images:,} images; confusion: {confusion}"
     )

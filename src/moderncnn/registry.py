@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, replace
 
 from torch import nn
 
+from moderncnn.errors import ModelError
+
 VARIANTS = ("textbook", "torchvision", "cifar")
 
 
@@ -64,12 +66,12 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that adds a builder to the registry under the builder's function name."""
     if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        raise ModelError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
+            raise ModelError(f"model {name!r} is registered twice")
         info = ModelInfo(
             name=name,
             family=family,
@@ -96,7 +98,7 @@ def list_models(family: str | None = None, variant: str | None = None) -> list[s
     """Names of the registered networks in natural order (resnet18 < resnet101), optionally filtered."""
     _ensure_loaded()
     if family is not None and family not in list_families():
-        raise ValueError(f"unknown family {family!r}; valid families: {', '.join(list_families())}")
+        raise ModelError(f"unknown family {family!r}; valid families: {', '.join(list_families())}")
     return sorted(
         (
             name
@@ -124,7 +126,7 @@ def _lookup(name: str) -> tuple[ModelInfo, Callable[..., nn.Module]]:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run `moderncnn models` to see all of them."
-        raise ValueError(f"unknown model {name!r}; {hint}")
+        raise ModelError(f"unknown model {name!r}; {hint}")
     return _REGISTRY[name]
 
 
@@ -149,22 +151,22 @@ class InputCheck:
     def __call__(self, module: nn.Module, args: tuple) -> None:
         x = args[0]
         if x.dim() != 4:
-            raise ValueError(
+            raise ModelError(
                 f"{self.name} expects a batch of images shaped (N, C, H, W), got a tensor of shape {tuple(x.shape)}"
             )
         channels, height, width = x.shape[1:]
         if channels != self.in_channels:
-            raise ValueError(
+            raise ModelError(
                 f"{self.name} was built for {self.in_channels}-channel input, got {channels} channels; "
                 f"convert the images or build it with in_channels={channels}"
             )
         if self.exact_size is not None and (height, width) != (self.exact_size, self.exact_size):
-            raise ValueError(
+            raise ModelError(
                 f"{self.name} expects {self.exact_size}x{self.exact_size} inputs (its classifier is sized for them), "
                 f"got {height}x{width}; resize the images or build it with input_size={height}"
             )
         if min(height, width) < self.min_size:
-            raise ValueError(
+            raise ModelError(
                 f"{self.name} needs inputs of at least {self.min_size}x{self.min_size}, got {height}x{width}; "
                 f"resize the images"
             )
@@ -186,14 +188,14 @@ def create_model(name: str, num_classes: int = 10, in_channels: int | None = Non
     """
     info, builder = _lookup(name)
     if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}")
     in_channels = info.in_channels if in_channels is None else in_channels
     if in_channels not in (1, 3):
-        raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels!r}")
+        raise ModelError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels!r}")
     try:
         model = builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
     except TypeError as err:
-        raise ValueError(f"{name}: {err}") from None
+        raise ModelError(f"{name}: {err}") from None
     exact = None
     if info.fixed_input_size:
         exact = kwargs.get("input_size", info.input_size)

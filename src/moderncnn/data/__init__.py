@@ -6,7 +6,8 @@
 """
 
 from moderncnn.data.augment import PRESETS, BatchAugment, reference_transform
-from moderncnn.data.datasets import DataError, Dataset, Split, carve_validation, data_root, load_dataset
+from moderncnn.data.base import DataError, Dataset, Split, carve_validation, data_root
+from moderncnn.data.datasets import load_dataset
 from moderncnn.data.loader import DeviceLoader, shard
 from moderncnn.data.stats import compute_stats, dataset_stats
 

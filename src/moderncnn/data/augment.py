@@ -23,7 +23,10 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
-PRESETS = ("none", "d2l", "cifar", "uva")
+from moderncnn.constants import AUGMENT_PRESETS
+from moderncnn.errors import UsageError
+
+PRESETS = AUGMENT_PRESETS
 CROP_PADDING = 4
 UVA_SCALE = (0.8, 1.0)
 UVA_RATIO = (0.9, 1.1)
@@ -32,11 +35,11 @@ _CROP_TRIES = 10  # boxes torchvision's RandomResizedCrop draws before it falls 
 
 def _check_settings(preset: str, resize: int | None) -> None:
     if preset not in PRESETS:
-        raise ValueError(f"unknown augmentation preset {preset!r}; valid: {', '.join(PRESETS)}")
+        raise UsageError(f"unknown augmentation preset {preset!r}; valid: {', '.join(PRESETS)}")
     if preset == "d2l" and resize is None:
-        raise ValueError("the d2l preset resizes to the model's input; give resize=N")
+        raise UsageError("the d2l preset resizes to the model's input; give resize=N")
     if resize is not None and resize < 1:
-        raise ValueError(f"resize must be a positive number of pixels, got {resize}")
+        raise UsageError(f"resize must be a positive number of pixels, got {resize}")
 
 
 class BatchAugment:

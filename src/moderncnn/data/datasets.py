@@ -22,7 +22,6 @@ import gzip
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,73 +30,12 @@ import torchvision
 from torch import Tensor
 from torchvision.datasets.utils import check_integrity
 
-DEFAULT_ROOT = Path("~/.cache/moderncnn/data")
-NAMED = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits", "synthetic")
+from moderncnn.data.base import DEFAULT_ROOT, NAMED, DataError, Dataset, Split, carve_validation, data_root
+from moderncnn.data.folder import load_image_folder
+from moderncnn.data.synthetic import make_synthetic
 
-
-class DataError(ValueError):
-    """A dataset that cannot be used as asked; the message says what to do about it."""
-
-
-def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """``data_dir`` if given, else ``$MODERNCNN_DATA``, else ``~/.cache/moderncnn/data``."""
-    chosen = data_dir or os.environ.get("MODERNCNN_DATA") or DEFAULT_ROOT
-    return Path(chosen).expanduser()
-
-
-@dataclass
-class Split:
-    """One split held in memory: uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)``."""
-
-    images: Tensor
-    labels: Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, indices: Tensor) -> Split:
-        return Split(self.images[indices], self.labels[indices])
-
-    @property
-    def targets(self) -> list[int]:
-        return self.labels.tolist()
-
-
-@dataclass
-class Dataset:
-    """A named dataset: its classes and splits (``train`` and ``test``, ``val`` when one is carved out).
-
-    Attributes:
-        name: the name it was loaded by, e.g. ``"cifar10"`` or ``"imagefolder:photos"``.
-        classes: class names, index = label.
-        splits: ``{"train": ..., "val": ..., "test": ...}``; :class:`Split` in memory, or torchvision datasets.
-        channels: 1 (grey) or 3 (RGB).
-        image_size: side of the (square) native images, ``None`` when they vary (image folders).
-        root: where the files were found.
-    """
-
-    name: str
-    classes: list[str]
-    splits: dict[str, Split | torch.utils.data.Dataset]
-    channels: int
-    image_size: int | None
-    root: Path | None = None
-    info: dict = field(default_factory=dict)
-
-    @property
-    def in_memory(self) -> bool:
-        return all(isinstance(s, Split) for s in self.splits.values())
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
+# Re-exported: older code and tests import these names from here.
+__all__ = ["DEFAULT_ROOT", "NAMED", "DataError", "Dataset", "Split", "carve_validation", "data_root", "load_dataset"]
 
 # md5 of the decoded arrays in torchvision's `.data` layout (contiguous uint8, (N, H, W) or (N, H, W, C)) and of
 # the labels as uint8, for the official content of each split; from ../shared/data/README.md.
@@ -248,28 +186,6 @@ def _missing_message(name: str, folder: str, files: list[str], root: Path, why: 
     )
 
 
-def carve_validation(train: Split, val_size: int | float, seed: int) -> tuple[Split, Split | None]:
-    """Split ``train`` into (train, val) with a seeded permutation.
-
-    Same as ``torch.utils.data.random_split(train, [n - val_size, val_size], generator=manual_seed(seed))``,
-    so the UvA tutorial's 45,000/5,000 CIFAR-10 split (seed 42) is reproduced exactly.
-
-    Args:
-        val_size: number of validation images, or a fraction of the training split in [0, 1).
-        seed: seed of the permutation.
-    """
-    n = len(train)
-    count = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
-    if not 0 <= count < n:
-        raise DataError(f"val_size must be in [0, {n}) images or a fraction in [0, 1), got {val_size}")
-    if count == 0:
-        return train, None
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return train.subset(order[: n - count]), train.subset(order[n - count :])
-
-
-# The digits have no official test split: a fixed one is drawn once (its own seed, so every run and every
-# `--seed` is tested on the same images), stratified so that each class has exactly DIGITS_TEST_PER_CLASS.
 DIGITS_TEST_PER_CLASS = 36  # 360 test images, 20 % of 1,797; the smallest class ("8") has 174
 DIGITS_TEST_SEED = 0
 
@@ -344,12 +260,8 @@ def load_dataset(
         DataError: unknown name, missing files that cannot be downloaded, or a corrupt copy.
     """
     if name.startswith("imagefolder:"):
-        from moderncnn.data.folder import load_image_folder
-
         return load_image_folder(Path(name.split(":", 1)[1]), val_size=val_size or 0.1, seed=seed, **options)
     if name == "synthetic" or name.startswith("synthetic:"):
-        from moderncnn.data.synthetic import make_synthetic
-
         options = {**_parse_options(name), **options}
         valid = ("num_train", "num_test", "image_size", "channels", "num_classes", "seed")
         if set(options) - set(valid):

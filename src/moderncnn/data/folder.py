@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from moderncnn.data.datasets import DataError, Dataset
+from moderncnn.data.base import DataError, Dataset
 
 
 def _usable_image(path: str) -> bool:

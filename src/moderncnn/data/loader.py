@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from moderncnn.data.datasets import Split
+from moderncnn.data.base import Split
 
 
 def shard(order: Tensor, rank: int, world_size: int, even: bool) -> Tensor:

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from moderncnn.data.augment import BatchAugment
-from moderncnn.data.datasets import Dataset, Split
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.data.base import Dataset, Split
+from moderncnn.errors import UsageError
+from moderncnn.plotting import pyplot, save_figure
 
 
 def preview_grid(
@@ -34,7 +35,7 @@ def preview_grid(
     plt = pyplot()
 
     if split not in dataset.splits:
-        raise ValueError(f"{dataset.name} has no {split!r} split; it has {', '.join(dataset.splits)}")
+        raise UsageError(f"{dataset.name} has no {split!r} split; it has {', '.join(dataset.splits)}")
     data = dataset.splits[split]
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randperm(len(data), generator=generator)[:count]

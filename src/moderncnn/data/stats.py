@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from moderncnn.data.datasets import Dataset, Split
+from moderncnn.data.base import Dataset, Split
 from moderncnn.data.folder import decode
 
 CACHE_NAME = "moderncnn-stats.json"

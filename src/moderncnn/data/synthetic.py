@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from moderncnn.data.datasets import DataError, Dataset, Split, carve_validation
+from moderncnn.data.base import DataError, Dataset, Split, carve_validation
 
 
 def synthetic_split(

@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from moderncnn.deploy.predict import load_run
+from moderncnn.engine.checkpoint import load_run
+from moderncnn.errors import ExportError, UsageError
+from moderncnn.rundir import RunDir
 
 FORMATS = ("onnx", "pt2", "torchscript", "triton")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
@@ -36,10 +38,6 @@ TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 3)
 # torch.export specialises a dimension whose example size is 0 or 1 to that constant; 2 keeps the batch symbolic.
 EXAMPLE_BATCH = 2
-
-
-class ExportError(ValueError):
-    """An export that could not be made, or whose outputs differ from the eager network's; nothing was written."""
 
 
 @dataclass
@@ -103,21 +101,21 @@ def export(
         ValueError: a bad run, checkpoint or option.
     """
     _check_format(format)
-    net, hparams, ckpt = load_run(run_or_ckpt, checkpoint)
-    model = hparams["config"]["model"]
+    net, run = load_run(run_or_ckpt, checkpoint)
+    model, ckpt = run.model, run.checkpoint
     name = name or model
     if out is None:
-        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        owner = RunDir.of_checkpoint(ckpt)
+        run_dir = owner.path if owner is not None else ckpt.parent
         out = run_dir / "triton" if format == "triton" else run_dir / "export" / f"{name}{SUFFIXES[format]}"
-    size = hparams["input_size"]
     return export_module(
         net,
         format,
         out,
-        input_shape=(hparams["in_channels"], size, size),
-        class_names=hparams["class_names"],
-        mean=hparams["mean"],
-        std=hparams["std"],
+        input_shape=run.input_shape,
+        class_names=run.class_names,
+        mean=run.mean,
+        std=run.std,
         name=name,
         opset=opset,
         max_batch_size=max_batch_size,
@@ -154,25 +152,25 @@ def export_module(
     _check_format(format)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(f"input_shape must be (C, H, W) with positive integers, got {input_shape}")
+        raise UsageError(f"input_shape must be (C, H, W) with positive integers, got {input_shape}")
     if not isinstance(max_batch_size, int) or max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
+        raise UsageError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
     if format == "triton" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"a Triton model name uses letters, digits, '_', '.' and '-' only; got {name!r}")
+        raise UsageError(f"a Triton model name uses letters, digits, '_', '.' and '-' only; got {name!r}")
     net = copy.deepcopy(net).cpu().eval()
     example = torch.randn(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         num_classes = net(example).shape[1]
     class_names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
     if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for a network with {num_classes} outputs")
+        raise UsageError(f"{len(class_names)} class names for a network with {num_classes} outputs")
 
     out = Path(out)
     final = out / name if format == "triton" else out
     if format != "triton" and final.is_dir():
-        raise ValueError(f"{out} is a directory; give the file to write, e.g. {out / ('model' + SUFFIXES[format])}")
+        raise UsageError(f"{out} is a directory; give the file to write, e.g. {out / ('model' + SUFFIXES[format])}")
     if format == "triton" and final.exists() and not (final / "config.pbtxt").is_file():
-        raise ValueError(f"{final} exists and is not a Triton model folder; remove it or choose another name")
+        raise UsageError(f"{final} exists and is not a Triton model folder; remove it or choose another name")
     parent = final.parent
     created = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first; removed again on failure
     parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +239,7 @@ def _stage_triton(
 
 def _check_format(format: str) -> None:
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
 
 
 def _batch_dim() -> torch.export.Dim:

@@ -16,42 +16,17 @@ from typing import NamedTuple
 
 import torch
 from PIL import UnidentifiedImageError
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from moderncnn.data.augment import BatchAugment
 from moderncnn.data.folder import decode
-from moderncnn.engine.evaluate import load_network
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.engine.checkpoint import checkpoint_path, load_run
+from moderncnn.errors import UsageError
+from moderncnn.plotting import pyplot, save_figure
 
 # torchvision's image-folder extensions, and GIF (PIL reads its first frame).
 IMAGE_EXTENSIONS = tuple(sorted({*IMG_EXTENSIONS, ".gif"}))
-
-
-def checkpoint_path(run_or_ckpt: str | Path, checkpoint: str = "best") -> Path:
-    """``RUN/checkpoints/<checkpoint>.ckpt`` for a run directory, or the path itself for a checkpoint file."""
-    path = Path(run_or_ckpt)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    if path.is_dir():
-        ckpt = path / "checkpoints" / f"{checkpoint}.ckpt"
-        if not ckpt.is_file():
-            raise ValueError(f"{path} has no checkpoints/{checkpoint}.ckpt (is it a run directory?)")
-        return ckpt
-    if not path.exists():
-        raise ValueError(f"no run directory or checkpoint at {path}")
-    return path
-
-
-def load_run(run_or_ckpt: str | Path, checkpoint: str = "best") -> tuple[nn.Module, dict, Path]:
-    """The network of a run (eval mode, CPU), its hyper-parameters and the checkpoint it came from.
-
-    ``hparams`` holds ``config``, ``num_classes``, ``in_channels``, ``class_names``, ``mean``, ``std`` (for inputs
-    scaled to [0, 1]) and ``input_size``. Foreign or unsafe files are refused with a ``ValueError``.
-    """
-    ckpt = checkpoint_path(run_or_ckpt, checkpoint)
-    net, hparams = load_network(ckpt)
-    return net, hparams, ckpt
 
 
 @dataclass
@@ -143,11 +118,11 @@ def _check_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {device!r} ({err})") from None
+        raise UsageError(f"unknown device {device!r} ({err})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+        raise UsageError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} asked for, but MPS is not available; use --device cpu")
+        raise UsageError(f"device {device!r} asked for, but MPS is not available; use --device cpu")
     return dev
 
 
@@ -180,21 +155,21 @@ def predict(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        raise UsageError(f"top_k must be a positive integer, got {top_k!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
     dev = _check_device(device)
     ckpt = checkpoint_path(run_or_ckpt, checkpoint)  # a bad run is reported before the images are searched
     paths, failures = find_images(inputs)
     if not paths:
         given = ", ".join(str(i) for i in inputs) or "(nothing)"
         missing = f"; not found: {', '.join(f.path for f in failures)}" if failures else ""
-        raise ValueError(f"no image files in {given} (extensions: {', '.join(IMAGE_EXTENSIONS)}){missing}")
-    net, hparams, _ = load_run(ckpt)
+        raise UsageError(f"no image files in {given} (extensions: {', '.join(IMAGE_EXTENSIONS)}){missing}")
+    net, info = load_run(ckpt)
     net = net.to(dev)
-    names, channels, size = hparams["class_names"], hparams["in_channels"], hparams["input_size"]
+    names, channels, size = info.class_names, info.in_channels, info.input_size
     # The evaluation path of the training loader: normalise, then resize to the network's input.
-    preprocess = BatchAugment("none", mean=hparams["mean"], std=hparams["std"], resize=size, train=False)
+    preprocess = BatchAugment("none", mean=info.mean, std=info.std, resize=size, train=False)
     k = min(top_k, len(names))
     predictions: list[Prediction] = []
     for start in range(0, len(paths), batch_size):
@@ -237,7 +212,7 @@ def plot_predictions(
 
     shown = list(predictions)[:max_images]
     if not shown:
-        raise ValueError("no predictions to show")
+        raise UsageError("no predictions to show")
     cols = min(columns, len(shown))
     rows = -(-len(shown) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.0 * rows), squeeze=False)

@@ -10,59 +10,81 @@ settings for the CIFAR networks, and torchvision's ImageNet reference recipe for
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from moderncnn.registry import get_model_info
+from moderncnn.constants import AUGMENT_PRESETS
+from moderncnn.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "multistep", "cosine", "onecycle")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 INITS = ("default", "xavier", "kaiming")
+TEST_CHECKPOINTS = ("last", "best")
+
+
+def setting(default=None, help: str = "", choices: tuple | None = None, factory=None, flag: bool = True, const=None):
+    """A field of :class:`TrainConfig` with what the command line shows for it (its help and choices), kept beside
+    the default so that ``moderncnn train --help`` is generated from here and cannot drift."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "const": const}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    """The settings of one training run (see ``moderncnn train --help`` for each)."""
+    """The settings of one training run (``moderncnn train --help`` lists each, generated from these fields)."""
 
-    model: str
-    dataset: str = "fashion-mnist"
-    model_kwargs: dict = field(default_factory=dict)
-    data_dir: str | None = None
-    val_size: int | float = 0
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    init: str = "default"
-    augment: str = "none"
-    resize: int | None = None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    test_checkpoint: str = "last"
-    pretrained: str | None = None
-    freeze_backbone: bool = False
-    precision: str = "32"
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    compile: bool = False
-    channels_last: bool = False
-    seed: int = 42
-    limit_batches: float | None = None
-    num_workers: int = 2
-    run_dir: str | None = None
+    model: str = setting(help="registry name (see `moderncnn models`)", flag=False)
+    dataset: str = setting(
+        "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100, digits, imagefolder:PATH or synthetic[:options]"
+    )
+    model_kwargs: dict = setting(help="options of the network's builder as YAML, e.g. '{width_ratio: 4}'", factory=dict)
+    data_dir: str | None = setting(None, "data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)")
+    val_size: int | float = setting(0, "validation images carved from train (count, or fraction if < 1; 0: none)")
+    epochs: int = setting(10, "passes over the training split")
+    batch_size: int = setting(256, "images per step (per device)")
+    lr: float = setting(0.1, "learning rate (the peak rate with warm-up or onecycle)")
+    optimizer: str = setting("sgd", "optimiser", OPTIMIZERS)
+    momentum: float = setting(0.0, "SGD momentum")
+    nesterov: bool = setting(False, "Nesterov momentum (sgd with momentum)")
+    weight_decay: float = setting(0.0, "L2 weight decay")
+    schedule: str = setting("none", "learning-rate schedule", SCHEDULES)
+    milestones: list[int] = setting(help="epochs where multistep multiplies the rate by gamma", factory=list)
+    gamma: float = setting(0.1, "multistep's factor")
+    warmup_epochs: int = setting(0, "linear learning-rate warm-up epochs")
+    label_smoothing: float = setting(0.0, "cross-entropy label smoothing")
+    init: str = setting("default", "weight initialisation", INITS)
+    augment: str = setting("none", "augmentation preset", AUGMENT_PRESETS)
+    resize: int | None = setting(None, "resize images to this size (default: as the network and preset need)")
+    mean: list[float] | None = setting(None, "fixed normalisation mean per channel (default: the data's own)")
+    std: list[float] | None = setting(None, "fixed normalisation std per channel (with --mean)")
+    test_checkpoint: str = setting("last", "checkpoint tested at the end", TEST_CHECKPOINTS)
+    pretrained: str | None = setting(
+        None,
+        "start from torchvision's ImageNet weights (torchvision networks; downloaded once), or from a .pth state "
+        "dict at PATH; a classifier for another class count starts fresh, 1-channel input sums the first "
+        "convolution over RGB",
+        const="imagenet",
+    )
+    freeze_backbone: bool = setting(False, "train only the classifier (needs --pretrained)")
+    precision: str = setting("32", "numeric precision", PRECISIONS)
+    accelerator: str = setting("auto", "cpu, gpu or auto")
+    devices: int = setting(1, "devices (processes) per node")
+    strategy: str = setting("auto", "Lightning strategy, e.g. ddp")
+    num_nodes: int = setting(1, "nodes")
+    compile: bool = setting(False, "torch.compile the network")
+    channels_last: bool = setting(False, "channels-last memory format")
+    seed: int = setting(42, "seed of initialisation, data order and augmentation")
+    limit_batches: int | float | None = setting(None, "batches per epoch (count, or fraction if < 1), for quick checks")
+    num_workers: int = setting(2, "DataLoader workers for image folders")
+    run_dir: str | None = setting(None, "run directory (default: runs/<model>-<dataset>-<time>)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -72,13 +94,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """Settings from a mapping, each checked against its field's type first (one error naming the setting)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown settings {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown settings {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         if "model" not in values:
-            raise ValueError("the config names no model; add `model: NAME`")
-        return cls(**values)
+            raise ConfigError("the config names no model; add `model: NAME`")
+        hints = _field_types()
+        return cls(**{name: check_type(name, value, hints[name]) for name, value in values.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -86,60 +110,75 @@ class TrainConfig:
         try:
             values = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"cannot read config {path}: {err}") from None
+            raise ConfigError(f"cannot read config {path}: {err}") from None
         if not isinstance(values, dict):
-            raise ValueError(f"config {path} must be a mapping of settings, got {type(values).__name__}")
+            raise ConfigError(f"config {path} must be a mapping of settings, got {type(values).__name__}")
         return cls.from_dict(values)
 
     def validate(self) -> TrainConfig:
         """Raise a one-line ``ValueError`` for the first invalid setting; return self."""
-        get_model_info(self.model)  # unknown model: error with the closest names
+        from moderncnn.registry import get_model_info  # here, not at the top: reading the fields must not load torch
+
+        info = get_model_info(self.model)  # unknown model: error with the closest names
+        if self.resize is not None and 1 <= self.resize < info.min_input_size:
+            raise ConfigError(
+                f"resize {self.resize} is below the smallest input {self.model} accepts ({info.min_input_size} px); "
+                f"give --resize {info.min_input_size} or more, or leave it out"
+            )
+        for f in dataclasses.fields(self):  # settings built in Python skip from_dict: check their types here too
+            check_type(f.name, getattr(self, f.name), _field_types()[f.name])
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}"),
+            (
+                self.augment in AUGMENT_PRESETS,
+                f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment!r}",
+            ),
+            (
+                self.test_checkpoint in TEST_CHECKPOINTS,
+                f"test_checkpoint must be one of {', '.join(TEST_CHECKPOINTS)}, got {self.test_checkpoint!r}",
+            ),
+            (self.dataset != "", "dataset must name a dataset, got an empty string"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay >= 0, f"weight decay must be non-negative, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.devices >= 1 and self.num_nodes >= 1, "devices and num_nodes must be at least 1"),
+            (self.weight_decay >= 0, f"weight_decay must be non-negative, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
+            (all(m >= 1 for m in self.milestones), f"milestones must be epochs (1 or more), got {self.milestones}"),
+            (self.devices >= 1, f"devices must be at least 1, got {self.devices}"),
+            (self.num_nodes >= 1, f"num_nodes must be at least 1, got {self.num_nodes}"),
+            (self.num_workers >= 0, f"num_workers must be 0 or more, got {self.num_workers}"),
+            (self.val_size >= 0, f"val_size must be 0 or more (a count, or a fraction below 1), got {self.val_size}"),
             (self.resize is None or self.resize >= 1, f"resize must be a positive size, got {self.resize}"),
-            (
-                self.test_checkpoint in ("last", "best"),
-                f"test checkpoint must be last or best, got {self.test_checkpoint!r}",
-            ),
             (
                 (self.mean is None) == (self.std is None)
                 and (self.std is None or (len(self.mean) == len(self.std) and min(self.std) > 0)),
                 f"mean and std go together, one positive std per mean; got mean {self.mean}, std {self.std}",
             ),
-            (0 <= self.warmup_epochs < self.epochs, f"warmup epochs must be in [0, epochs), got {self.warmup_epochs}"),
+            (0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}"),
             (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0), "nesterov needs sgd with momentum"),
             (
                 self.limit_batches is None or self.limit_batches > 0,
-                f"limit batches must be positive (a count, or a fraction of each epoch), got {self.limit_batches}",
+                f"limit_batches must be positive (a count, or a fraction of each epoch), got {self.limit_batches}",
             ),
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
         if self.freeze_backbone and not self.pretrained:
-            raise ValueError("freeze backbone needs pretrained weights (--pretrained or --pretrained PATH)")
+            raise ConfigError("freeze_backbone needs pretrained weights (--pretrained or --pretrained PATH)")
         if self.pretrained == "imagenet":
             from moderncnn.models.pretrained import supports_pretrained
 
             if not supports_pretrained(self.model):
-                raise ValueError(
+                raise ConfigError(
                     f"torchvision has no ImageNet weights for {self.model}; --pretrained works with the torchvision "
                     "networks (alexnet, vgg*, googlenet, resnet18-152, densenet121-201), or give a weights file path"
                 )
-        from moderncnn.data.augment import PRESETS
-
-        if self.augment not in PRESETS:
-            raise ValueError(f"augment must be one of {', '.join(PRESETS)}, got {self.augment!r}")
         return self
 
 
@@ -191,6 +230,8 @@ _BY_MODEL = {
 
 def default_settings(model: str) -> dict:
     """The defaults for ``model``: its variant's, overridden by its own."""
+    from moderncnn.registry import get_model_info
+
     info = get_model_info(model)
     return {**_BY_VARIANT[info.variant], **_BY_MODEL.get(model, {})}
 
@@ -209,3 +250,99 @@ def make_config(model: str, **overrides) -> TrainConfig:
         values["val_size"] = _VAL_SIZE_BY_DATASET[dataset]
     values.update(given)
     return TrainConfig.from_dict(values).validate()
+
+
+def resolve_resize(config: TrainConfig, native: int | None, trained_size: int | None = None) -> int | None:
+    """The one rule for the size images are resized to before they reach the network (``None``: keep theirs).
+
+    For training (``trained_size`` unset): ``config.resize`` when given; else the network's own input size when the
+    images vary in size (an image folder), when the ``d2l`` preset asks for the network's resolution, or when they
+    are smaller than the network accepts (8 px digits for LeNet); else the images' own size. A run applies it once,
+    before ``config.yaml`` is written, so the file says what was done. For a trained network (``trained_size``: the
+    side it was trained on), images of any other size are resized to that.
+
+    Args:
+        config: the settings (``model``, ``augment``, ``resize``).
+        native: side of the dataset's (square) images, ``None`` when they vary.
+        trained_size: side of the images a trained network saw.
+    """
+    if trained_size is not None:
+        return None if native == trained_size else trained_size
+    if config.resize is not None:
+        return config.resize
+    from moderncnn.registry import get_model_info
+
+    info = get_model_info(config.model)
+    if native is None or config.augment == "d2l" or native < info.min_input_size:
+        return info.input_size
+    return None
+
+
+@functools.cache
+def _field_types() -> dict[str, object]:
+    return typing.get_type_hints(TrainConfig)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+
+
+def check_type(name: str, value, expected):
+    """``value`` if it has the type ``expected`` (a field's annotation), else a :class:`ConfigError` that names the
+    setting, the value and what is valid. Generated from the annotations, so a new field is checked the day it is
+    added. An integer is accepted for a float field and converted."""
+    options = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        origin = typing.get_origin(option)
+        if origin is list and isinstance(value, list):
+            (item,) = typing.get_args(option)
+            return [check_type(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if int not in options else value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (str, bool, dict) and isinstance(value, option):
+            return value
+    wanted = " or ".join(_describe(option) for option in options)
+    raise ConfigError(f"setting {name!r} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def _describe(option) -> str:
+    if option is type(None):
+        return "null"
+    if typing.get_origin(option) is list:
+        return f"a list of {_describe(typing.get_args(option)[0]).removeprefix('an ').removeprefix('a ')}s"
+    return _TYPE_NAMES.get(option, getattr(option, "__name__", str(option)))
+
+
+def config_from(model: str | None = None, config_file: str | Path | None = None, **overrides) -> TrainConfig:
+    """A validated config from what a user gives: a network's defaults (:func:`make_config`), or an earlier run's
+    ``config.yaml``, with ``overrides`` (``None`` values ignored) winning either way; ``model`` may swap the network
+    of a config file."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is not None:
+        values = {**TrainConfig.load(config_file).to_dict(), **given}
+        if model:
+            values["model"] = model
+        return TrainConfig.from_dict(values).validate()
+    if not model:
+        raise ConfigError("name a MODEL (see `moderncnn models`), or give a config file (--config) or a run to resume")
+    return make_config(model, **given)
+
+
+def describe_defaults() -> list[str]:
+    """Lines saying where defaults come from: per variant, then per network, then the fields' own."""
+    lines = ["defaults by variant (then by network):"]
+    for variant, values in _BY_VARIANT.items():
+        lines.append(f"  {variant}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    for model, values in _BY_MODEL.items():
+        lines.append(f"  {model}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    plain = [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag") and f.name != "run_dir"]
+    lines.append(
+        "  otherwise: "
+        + ", ".join(
+            f"{f.name}={f.default if f.default_factory is dataclasses.MISSING else f.default_factory()}" for f in plain
+        )
+    )
+    return lines

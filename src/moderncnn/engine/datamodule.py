@@ -10,27 +10,27 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from moderncnn.constants import IMAGENET_MEAN, IMAGENET_STD
 from moderncnn.data import Dataset, DeviceLoader, Split, dataset_stats, load_dataset
 from moderncnn.data.augment import BatchAugment, reference_transform
 from moderncnn.data.folder import FolderSplit
 from moderncnn.data.loader import ShardSampler
 from moderncnn.engine.config import TrainConfig
-from moderncnn.models.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from moderncnn.errors import ConfigError
 
 
 class ImageDataModule(L.LightningDataModule):
     """Loads the dataset once (``setup``) and builds a loader per split for this process's rank.
 
     Args:
-        config: the run's settings (dataset, data_dir, val_size, batch_size, augment, resize, seed, ...).
-        input_size: side of the images the network takes (the resize target when ``config.resize`` is unset
-            and the ``d2l`` preset or an image folder needs one).
+        config: the run's settings (dataset, data_dir, val_size, batch_size, augment, resize, seed, ...);
+            ``config.resize`` is the size images are resized to (``None``: their own), as
+            :func:`~moderncnn.engine.config.resolve_resize` decided it before the run started.
     """
 
-    def __init__(self, config: TrainConfig, input_size: int | None = None):
+    def __init__(self, config: TrainConfig):
         super().__init__()
         self.cfg = config
-        self.input_size = input_size
         self.dataset: Dataset | None = None
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -48,7 +48,7 @@ class ImageDataModule(L.LightningDataModule):
             )
             if self.cfg.mean is not None:  # a recipe's published normalisation
                 if len(self.cfg.mean) != self.dataset.channels:
-                    raise ValueError(
+                    raise ConfigError(
                         f"mean/std give {len(self.cfg.mean)} channel(s) but {self.cfg.dataset} has "
                         f"{self.dataset.channels}; give one value per channel or leave them out"
                     )
@@ -61,20 +61,16 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def resize(self) -> int | None:
-        """The size images are resized to: the explicit setting, else the network's when needed."""
-        if self.cfg.resize is not None:
-            return self.cfg.resize
-        native = self.dataset.image_size if self.dataset is not None else None
-        if self.cfg.augment == "d2l" or native is None:
-            return self.input_size
-        return None
+        """The size images are resized to (``None``: their own size)."""
+        return self.cfg.resize
 
     @property
     def image_size(self) -> int:
         """Side of the images the network sees."""
         return self.resize or self.dataset.image_size
 
-    def _loader(self, split_name: str, train: bool, device: torch.device | None = None):
+    def loader(self, split_name: str, train: bool, device: torch.device | None = None):
+        """A loader over one split for this process's rank: shuffled and augmented when ``train``."""
         split = self.dataset.splits[split_name]
         trainer = getattr(self, "trainer", None)
         rank = trainer.global_rank if trainer is not None else 0
@@ -118,11 +114,11 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self):
-        return self._loader("train", train=True)
+        return self.loader("train", train=True)
 
     def val_dataloader(self):
         # Without a validation split (the textbook's setting), the test split is the one monitored each epoch.
-        return self._loader("val" if "val" in self.dataset.splits else "test", train=False)
+        return self.loader("val" if "val" in self.dataset.splits else "test", train=False)
 
     def test_dataloader(self):
-        return self._loader("test", train=False)
+        return self.loader("test", train=False)

@@ -8,22 +8,12 @@ from pathlib import Path
 import torch
 import torchmetrics
 
-from moderncnn.engine.config import TrainConfig
+from moderncnn.engine.checkpoint import load_run
+from moderncnn.engine.config import resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
-from moderncnn.engine.module import build_network
-from moderncnn.engine.train import load_checkpoint
-
-
-def load_network(checkpoint_path: Path) -> tuple[torch.nn.Module, dict]:
-    """The network of a checkpoint in eval mode, and the checkpoint's hyper-parameters."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    hparams = checkpoint["hyper_parameters"]
-    config = TrainConfig.from_dict(hparams["config"])
-    net = build_network(config, hparams["num_classes"], hparams["in_channels"], hparams["input_size"])
-    prefix = "net."
-    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    net.load_state_dict(state)
-    return net.eval(), hparams
+from moderncnn.errors import DataError, UsageError
+from moderncnn.reports.confusion import plot_confusion
+from moderncnn.rundir import RunDir
 
 
 @dataclass
@@ -37,9 +27,23 @@ class Evaluation:
     per_class: list[float]
     confusion: list[list[int]]
     worst_pairs: list[tuple[str, str, int]] = field(default_factory=list)
+    checkpoint: Path | None = None
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "worst_pairs": [list(p) for p in self.worst_pairs]}
+        values = {k: v for k, v in self.__dict__.items() if k != "checkpoint"}
+        return {**values, "worst_pairs": [list(p) for p in self.worst_pairs]}
+
+    def confusion_path(self, out: str | Path | None = None) -> Path:
+        """``out``, or by default ``RUN/confusion-<split>.png`` in the run the checkpoint belongs to."""
+        if out is not None:
+            return Path(out)
+        run = RunDir.of_checkpoint(self.checkpoint) if self.checkpoint else None
+        return run.confusion(self.split) if run else Path(f"confusion-{self.split}.png")
+
+    def save_confusion(self, out: str | Path | None = None, title: str | None = None) -> Path:
+        """Draw the confusion matrix into :meth:`confusion_path` ``(out)``; returns the path written."""
+        title = title if title is not None else f"{self.checkpoint} ({self.split})"
+        return plot_confusion(self.confusion, self.classes, self.confusion_path(out), title=title)
 
 
 def evaluate(
@@ -52,29 +56,27 @@ def evaluate(
     device: str = "cpu",
 ) -> Evaluation:
     """Evaluate ``run``'s ``checkpoints/<checkpoint>.ckpt`` on ``split`` of its dataset (or ``dataset``)."""
-    run = Path(run)
-    net, hparams = load_network(run / "checkpoints" / f"{checkpoint}.ckpt")
-    config = TrainConfig.from_dict(hparams["config"])
+    net, info = load_run(run, checkpoint)
+    config = info.config
     if dataset is not None:
         config.dataset = dataset
     if data_dir is not None:
         config.data_dir = data_dir
-    data = ImageDataModule(config, input_size=hparams["input_size"])
+    data = ImageDataModule(config)
     data.setup("test")
-    if data.dataset.num_classes != hparams["num_classes"]:
-        raise ValueError(
-            f"{config.dataset} has {data.dataset.num_classes} classes; the network knows {hparams['num_classes']}"
+    if data.dataset.num_classes != info.num_classes:
+        raise DataError(
+            f"{config.dataset} has {data.dataset.num_classes} classes; the network knows {info.num_classes}"
         )
     if split not in data.dataset.splits:
-        raise ValueError(f"{config.dataset} has no {split!r} split; it has {', '.join(data.dataset.splits)}")
-    data.mean, data.std = hparams["mean"], hparams["std"]  # the normalisation the network was trained with
-    if config.resize is None and data.image_size != hparams["input_size"]:
-        config.resize = hparams["input_size"]
+        raise UsageError(f"{config.dataset} has no {split!r} split; it has {', '.join(data.dataset.splits)}")
+    data.mean, data.std = info.mean, info.std  # the normalisation the network was trained with
+    config.resize = resolve_resize(config, data.dataset.image_size, trained_size=info.input_size)
     net = net.to(device)
-    k = hparams["num_classes"]
+    k = info.num_classes
     confusion = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=k).to(device)
     with torch.no_grad():
-        for x, y in data._loader(split, train=False, device=torch.device(device)):
+        for x, y in data.loader(split, train=False, device=torch.device(device)):
             confusion.update(net(x.to(device)), y.to(device))
     matrix = confusion.compute().cpu()
     totals = matrix.sum(dim=1)
@@ -82,7 +84,7 @@ def evaluate(
     off = matrix.clone()
     off.fill_diagonal_(0)
     order = off.flatten().argsort(descending=True)[:5]
-    names = hparams["class_names"]
+    names = info.class_names
     worst = [(names[i // k], names[i % k], int(off.flatten()[i])) for i in order.tolist() if off.flatten()[i] > 0]
     return Evaluation(
         split,
@@ -92,4 +94,5 @@ def evaluate(
         per_class,
         matrix.tolist(),
         worst,
+        info.checkpoint,
     )

@@ -9,18 +9,11 @@ import torch
 import torchmetrics
 from torch import Tensor, nn
 
+from moderncnn.engine.checkpoint import build_network
 from moderncnn.engine.config import TrainConfig
+from moderncnn.errors import TrainingError
 from moderncnn.models.pretrained import backbone_parameters, load_pretrained
-from moderncnn.registry import create_model, get_model_info
-
-
-def build_network(config: TrainConfig, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
-    """``config.model`` for this data: a network whose classifier is sized for one input size (the textbook's
-    flattening networks) is built for the size the images actually have, unless the config fixes it."""
-    kwargs = dict(config.model_kwargs)
-    if get_model_info(config.model).fixed_input_size:
-        kwargs.setdefault("input_size", input_size)
-    return create_model(config.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
+from moderncnn.registry import get_model_info
 
 
 def initialise(model: nn.Module, scheme: str) -> None:
@@ -37,7 +30,7 @@ def initialise(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN or infinite; the message names the step."""
 
 
@@ -67,7 +60,7 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["load_weights"])
         self.cfg = TrainConfig.from_dict(config)
-        self.net = build_network(self.cfg, num_classes, in_channels, input_size)
+        self.net = self.build_network()
         initialise(self.net, self.cfg.init)
         self.pretrained_report = ""
         if self.cfg.pretrained and load_weights:  # not when resuming: the checkpoint has the weights
@@ -87,6 +80,12 @@ class ImageClassifier(L.LightningModule):
         self.val_loss = torchmetrics.MeanMetric()
         self.test_loss = torchmetrics.MeanMetric()
         self.train_loss = torchmetrics.MeanMetric()
+
+    def build_network(self) -> nn.Module:
+        """A freshly initialised network of this module's architecture (call under ``torch.device("meta")`` to
+        count FLOPs without allocating weights)."""
+        h = self.hparams
+        return build_network(self.cfg, h["num_classes"], h["in_channels"], h["input_size"])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

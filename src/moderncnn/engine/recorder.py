@@ -17,6 +17,8 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from moderncnn.rundir import RunDir, read_metrics
+
 COLUMNS = [
     "epoch",
     "train_loss",
@@ -44,25 +46,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 class RunRecorder(Checkpoint):
     """Writes the per-epoch record of a run (a ``Checkpoint`` callback, so it runs after the module's hooks).
 
     Args:
-        run_dir: the run directory.
+        run: the run directory.
         seed: the run's seed; the global RNG (dropout) is reseeded from it at every epoch start, so a run
             resumed from ``last.ckpt`` continues exactly as the uninterrupted run would have.
         on_epoch_end: called with the run directory after each epoch's files are written (draws the curves).
     """
 
-    def __init__(self, run_dir: Path, seed: int, on_epoch_end=None):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run: RunDir, seed: int, on_epoch_end=None):
+        self.run = RunDir(run)
         self.seed = seed
         self.on_epoch_end = on_epoch_end
         self.best_acc = -1.0
@@ -76,7 +71,7 @@ class RunRecorder(Checkpoint):
 
     @property
     def metrics_path(self) -> Path:
-        return self.run_dir / "metrics.csv"
+        return self.run.metrics
 
     def state_dict(self) -> dict:
         return {"best_acc": self.best_acc, "train_seconds": self.train_seconds, "train_examples": self.train_examples}
@@ -129,10 +124,10 @@ class RunRecorder(Checkpoint):
         # Order matters for resuming: the row first, then the checkpoints that say the epoch is done.
         if val_acc > self.best_acc:
             self.best_acc = val_acc
-            trainer.save_checkpoint(self.run_dir / "checkpoints" / "best.ckpt", weights_only=False)
-        trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+            trainer.save_checkpoint(self.run.best, weights_only=False)
+        trainer.save_checkpoint(self.run.last, weights_only=False)
         if trainer.is_global_zero and self.on_epoch_end is not None:
-            self.on_epoch_end(self.run_dir)
+            self.on_epoch_end(self.run)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._val_start = time.perf_counter()
@@ -146,21 +141,19 @@ class RunRecorder(Checkpoint):
             return
         # last.ckpt is left as the end of the last finished epoch: resuming from there reproduces the
         # uninterrupted run exactly, which a checkpoint from the middle of an epoch would not.
-        last = self.run_dir / "checkpoints" / "last.ckpt"
+        last = self.run.last
         if last.is_file():
             done = trainer.current_epoch
             print(
                 f"interrupted in epoch {done + 1}; {last} holds the end of epoch {done}. "
-                f"Resume with: moderncnn train --resume {self.run_dir}",
+                f"Resume with: moderncnn train --resume {self.run}",
                 file=sys.stderr,
             )
         else:
-            print(
-                f"interrupted in epoch 1, before any checkpoint; nothing to resume in {self.run_dir}", file=sys.stderr
-            )
+            print(f"interrupted in epoch 1, before any checkpoint; nothing to resume in {self.run}", file=sys.stderr)
 
     def _write_rows(self, rows: list[dict]) -> None:
-        tmp = self.metrics_path.with_name("metrics.csv.tmp")
+        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()

@@ -6,24 +6,29 @@ TensorBoard logs, ``checkpoints/last.ckpt`` and ``best.ckpt``, ``curves.png`` an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import re
+import os
+import platform
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from moderncnn.engine.config import TrainConfig
+from moderncnn.engine.checkpoint import load_checkpoint
+from moderncnn.engine.config import TrainConfig, resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.module import ImageClassifier
 from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
-from moderncnn.registry import get_model_info
+from moderncnn.errors import CheckpointError, ConfigError, UsageError
 from moderncnn.reports.curves import plot_curves
+from moderncnn.rundir import RunDir
+from moderncnn.summarize import count_flops
 
 
 @dataclass
@@ -45,32 +50,6 @@ class RunResult:
         )
 
 
-def new_run_dir(config: TrainConfig) -> Path:
-    """``runs/<model>-<dataset>-<timestamp>``, with the dataset name made safe for a folder name."""
-    dataset = re.sub(
-        r"[^A-Za-z0-9_.-]+", "_", config.dataset.split(":", 1)[-1] if ":" in config.dataset else config.dataset
-    )
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.model}-{dataset}-{stamp}"
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Read one of our checkpoints without executing anything from it (``weights_only=True``)."""
-    if not path.is_file():
-        raise ValueError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"refusing {path}: not a plain moderncnn checkpoint (it cannot be loaded as tensors and plain types: "
-            f"{type(err).__name__}); it may be tampered with or come from another program"
-        ) from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not isinstance(hparams.get("config"), dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"refusing {path}: it is not a moderncnn training checkpoint (no model settings inside)")
-    return checkpoint
-
-
 def _quiet_lightning() -> None:
     """Keep Lightning's start-up chatter (device lines, tips) out of the output; warnings still show."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -82,7 +61,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
-def _trainer(config: TrainConfig, run_dir: Path, recorder: RunRecorder, quiet: bool) -> L.Trainer:
+def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: bool) -> L.Trainer:
     _quiet_lightning()
     callbacks = [recorder]
     if not quiet:
@@ -92,7 +71,7 @@ def _trainer(config: TrainConfig, run_dir: Path, recorder: RunRecorder, quiet: b
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        logger = TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False)
+        logger = TensorBoardLogger(run.path, name=run.tensorboard.name, version="", default_hp_metric=False)
     except ModuleNotFoundError:  # tensorboard is optional for the library; the CLI installs it
         logger = False
     limit = config.limit_batches
@@ -113,61 +92,133 @@ def _trainer(config: TrainConfig, run_dir: Path, recorder: RunRecorder, quiet: b
         use_distributed_sampler=False,  # our loaders shard per rank themselves (data.loader.shard)
         enable_model_summary=False,
         enable_progress_bar=not quiet,
-        default_root_dir=run_dir,
+        default_root_dir=run.path,
         log_every_n_steps=10,
     )
 
 
-def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet: bool = False) -> RunResult:
+def train(
+    config: TrainConfig | None,
+    *,
+    resume: str | Path | None = None,
+    epochs: int | None = None,
+    quiet: bool = False,
+) -> RunResult:
     """Train, validate every epoch, test at the end; return the summary.
+
+    The run directory is held exclusively while the run writes it (a lock file; a second process is refused). A run
+    that fails before its first checkpoint removes the directory it created, so nothing half-made is left.
 
     Args:
         config: the settings (validated here again); ``None`` with ``resume``.
-        resume: a run directory to continue from its ``checkpoints/last.ckpt``, with its own ``config.yaml``.
+        resume: a run directory to continue from its ``checkpoints/last.ckpt``, with its own ``config.yaml``; a run
+            that stopped before its first checkpoint starts again from its ``config.yaml``.
+        epochs: with ``resume``, continue a run (finished or not) to this many epochs in all.
         quiet: no progress bar (for logs and CI).
     """
-    ckpt_path = None
-    if resume is not None:
-        run_dir = Path(resume)
-        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt_path.is_file():
-            raise ValueError(f"cannot resume {run_dir}: it has no checkpoints/last.ckpt (is it a run directory?)")
-        config = TrainConfig.load(run_dir / "config.yaml")
-        # Refuse a tampered, foreign or mismatched checkpoint before any work.
-        written_by = load_checkpoint(ckpt_path)["hyper_parameters"]["config"].get("model")
-        if written_by != config.model:
-            raise ValueError(f"checkpoint {ckpt_path} was written by {written_by}, not {config.model}; cannot resume")
+    if resume is None:
+        if config is None:
+            raise UsageError("train needs settings (a TrainConfig) or a run directory to resume")
+        if epochs is not None:
+            raise UsageError("epochs=... goes with resume; for a new run set it in the settings")
+        _check_new(config)
+        run = RunDir(config.run_dir) if config.run_dir else RunDir.new(config.model, config.dataset)
+    else:
+        run = RunDir(resume)
+        if not run.config.is_file():
+            raise CheckpointError(f"cannot resume {run}: it has no config.yaml (is it a run directory?)")
+    created = not run.path.exists()
+    rank_zero = _is_rank_zero()
+    with run.lock(warn=_warn) if rank_zero else contextlib.nullcontext():
+        try:
+            if resume is not None:
+                config, ckpt_path = _resume_settings(run, epochs)
+            else:
+                if run.last.exists():
+                    raise ConfigError(f"{run} already holds a run; resume it with --resume {run} or choose another")
+                ckpt_path = None
+            config.run_dir = str(run)
+            return _fit(config, run, ckpt_path, quiet)
+        except BaseException:
+            if created and rank_zero and not run.last.exists():
+                # Nothing to resume: do not leave a directory that only looks like a run.
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+
+
+def _check_new(config: TrainConfig) -> None:
+    """What can be checked of new settings before anything is written."""
     config.validate()
     if config.precision == "16-mixed" and (config.accelerator == "cpu" or not torch.cuda.is_available()):
         # Lightning would quietly switch to bf16; a setting that cannot be honoured is refused instead.
-        raise ValueError(
+        raise ConfigError(
             "precision 16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32"
         )
-    if resume is None:
-        # A resumed run takes its weights from the checkpoint; a new one needs the file now, before any work.
-        if config.pretrained not in (None, "imagenet") and not Path(config.pretrained).expanduser().is_file():
-            raise ValueError(
-                f"no weights file at {config.pretrained}; give a .pth state dict, or --pretrained alone for "
-                "torchvision's ImageNet weights"
+    # A resumed run takes its weights from the checkpoint; a new one needs the file now, before any work.
+    if config.pretrained not in (None, "imagenet") and not Path(config.pretrained).expanduser().is_file():
+        raise ConfigError(
+            f"no weights file at {config.pretrained}; give a .pth state dict, or --pretrained alone for "
+            "torchvision's ImageNet weights"
+        )
+
+
+def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path | None]:
+    """The settings and checkpoint a resumed run continues from; ``epochs`` extends a run where that is honest."""
+    config = TrainConfig.load(run.config)
+    if not run.last.is_file():
+        # Stopped before its first checkpoint (a failed start, or killed in epoch 1): start it from its settings.
+        if epochs is not None:
+            config.epochs = epochs
+        _check_new(config)
+        return config, None
+    # Refuse a tampered, foreign or mismatched checkpoint before any work.
+    written_by = load_checkpoint(run.last)["hyper_parameters"]["config"].get("model")
+    if written_by != config.model:
+        raise CheckpointError(f"checkpoint {run.last} was written by {written_by}, not {config.model}; cannot resume")
+    if epochs is not None and epochs != config.epochs:
+        if epochs < config.epochs:
+            raise ConfigError(f"{run} trains for {config.epochs} epochs; --epochs can only extend it, got {epochs}")
+        if config.schedule in ("cosine", "onecycle"):
+            # Their rate at every step depends on the total length: a longer run would not continue this one.
+            raise ConfigError(
+                f"cannot extend {run} to {epochs} epochs: its {config.schedule} schedule was shaped for "
+                f"{config.epochs}; start a new run with --epochs {epochs} (schedules none and multistep extend)"
             )
-        run_dir = Path(config.run_dir) if config.run_dir else new_run_dir(config)
-        if (run_dir / "checkpoints" / "last.ckpt").exists():
-            raise ValueError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another")
-    config.run_dir = str(run_dir)
+        config.epochs = epochs
+        run.results.unlink(missing_ok=True)  # no longer the run's final figures
+    elif run.is_finished:
+        raise ConfigError(
+            f"{run} finished all its {config.epochs} epochs (see {run.results}); evaluate it, or continue it with "
+            f"--resume {run} --epochs N for more"
+        )
+    config.validate()
+    return config, run.last
 
+
+def _is_rank_zero() -> bool:
+    """Whether this process is the global rank 0 of a (possibly multi-process) run, from the variables that
+    Lightning's launcher, torchrun and SLURM set before the Trainer exists."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name) not in (None, ""):
+            return os.environ[name] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
     L.seed_everything(config.seed, workers=True, verbose=False)
-    info = get_model_info(config.model)
-    data = ImageDataModule(config, input_size=info.input_size)
+    data = ImageDataModule(config)
     data.setup("fit")
-    native = data.dataset.image_size
-    if config.resize is None and native is not None and native < info.min_input_size:
-        # Images smaller than the network accepts (8 px digits for LeNet): upsample to the network's own size.
-        config.resize = info.input_size
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.yaml")
+    config.resize = resolve_resize(config, data.dataset.image_size)
+    if _is_rank_zero():
+        run.path.mkdir(parents=True, exist_ok=True)
+        config.save(run.config)
 
-    recorder = RunRecorder(run_dir, config.seed, on_epoch_end=plot_curves)
-    trainer = _trainer(config, run_dir, recorder, quiet)
+    recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves)
+    trainer = _trainer(config, run, recorder, quiet)
     model = ImageClassifier(
         config.to_dict(),
         num_classes=data.dataset.num_classes,
@@ -186,14 +237,13 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
         raise KeyboardInterrupt
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
     # The textbook reports the final network's test accuracy; the UvA tutorial tests its best-validation one.
-    best = run_dir / "checkpoints" / "best.ckpt"
-    if config.test_checkpoint == "best" and best.is_file():
-        test = trainer.test(model, datamodule=data, ckpt_path=best, verbose=False, weights_only=True)[0]
+    if config.test_checkpoint == "best" and run.best.is_file():
+        test = trainer.test(model, datamodule=data, ckpt_path=run.best, verbose=False, weights_only=True)[0]
     else:
         test = trainer.test(model, datamodule=data, verbose=False)[0]
     device = str(trainer.strategy.root_device)
     result = RunResult(
-        run_dir,
+        run.path,
         train_loss=metrics["train_loss"],
         train_acc=metrics["train_acc"],
         test_acc=test["test_acc"],
@@ -207,6 +257,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
             "dataset": config.dataset,
             "epochs": config.epochs,
             "params": sum(p.numel() for p in model.net.parameters()),
+            "flops": _forward_flops(model, data),
             "num_classes": data.dataset.num_classes,
             "input_shape": [data.dataset.channels, data.image_size, data.image_size],
             **{k: round(v, 6) for k, v in metrics.items()},
@@ -218,7 +269,30 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, quiet
             "train_seconds": round(recorder.train_seconds, 2),
             "wall_seconds": round(time.perf_counter() - started, 2),
             "device": device,
+            "device_name": describe_device(trainer.strategy.root_device),
             "summary": str(result),
         }
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+        run.results.write_text(json.dumps(results, indent=2))
     return result
+
+
+def _forward_flops(model: ImageClassifier, data: ImageDataModule) -> int:
+    """FLOPs of one image through the network, counted on a fresh copy on the meta device (no weights allocated),
+    so reports can show them without rebuilding the network."""
+    with torch.device("meta"):
+        net = model.build_network()
+    return count_flops(net, (1, data.dataset.channels, data.image_size, data.image_size))
+
+
+def describe_device(device: torch.device) -> str:
+    """The device a run trained on, as a report states it: the GPU's name, or the CPU's architecture, cores and torch
+    threads; with the versions of moderncnn and torch."""
+    from moderncnn import __version__
+
+    if device.type == "cuda":
+        what = f"{device} ({torch.cuda.get_device_name(device)})"
+    elif device.type == "cpu":
+        what = f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    else:
+        what = str(device)
+    return f"{what}; moderncnn {__version__}, torch {torch.__version__}"

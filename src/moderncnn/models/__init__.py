@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models import alexnet, densenet, googlenet, lenet, nin, resnet, resnet_cifar, vgg  # noqa: F401
 
 
@@ -30,6 +31,6 @@ def load_torchvision_weights(model: nn.Module, state_dict: dict) -> nn.Module:
             if keys:
                 parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
         name = getattr(getattr(model, "info", None), "name", type(model).__name__)
-        raise ValueError(f"weights do not fit {name}: {'; '.join(parts)}; are they for this network and class count?")
+        raise ModelError(f"weights do not fit {name}: {'; '.join(parts)}; are they for this network and class count?")
     model.load_state_dict(state_dict, strict=True)
     return model

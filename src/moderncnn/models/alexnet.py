@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models.layers import conv_output_size, dense_head
 from moderncnn.registry import register_model
 
@@ -53,7 +54,7 @@ class AlexNetD2L(nn.Sequential):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 224, dropout: float = 0.5):
         side = features_side(CFGS["d2l"], input_size)
         if side < 1:
-            raise ValueError(f"alexnet_d2l needs input_size of at least 65, got {input_size}")
+            raise ModelError(f"alexnet_d2l needs input_size of at least 65, got {input_size}")
         super().__init__(
             *make_features(CFGS["d2l"], in_channels),
             nn.Flatten(),

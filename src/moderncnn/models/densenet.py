@@ -23,6 +23,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models.layers import init_kaiming
 from moderncnn.registry import register_model
 
@@ -123,7 +124,7 @@ class DenseNet(nn.Module):
             # No BN-ReLU here: every dense layer starts with its own.
             layers = OrderedDict(conv0=nn.Conv2d(in_channels, num_init_features, kernel_size=3, padding=1))
         else:
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+            raise ModelError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         channels = num_init_features
         for i, num_layers in enumerate(block_config):
             layers[f"denseblock{i + 1}"] = DenseBlock(

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models.layers import ConvBNAct, init_kaiming
 from moderncnn.registry import register_model
 
@@ -134,7 +135,7 @@ class GoogLeNet(nn.Module):
     ):
         super().__init__()
         if transform_input and in_channels != 3:
-            raise ValueError("transform_input re-normalises RGB input; it needs in_channels=3")
+            raise ModelError("transform_input re-normalises RGB input; it needs in_channels=3")
         conv = partial(ConvBNAct, bn_eps=1e-3)
         block = partial(Inception, conv=conv, kernel3=3, ceil_mode=True)
         self.aux_logits = aux_logits

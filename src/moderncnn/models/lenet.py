@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models.layers import conv_output_size
 from moderncnn.registry import register_model
 
@@ -35,7 +36,7 @@ class LeNet(nn.Sequential):
         side = conv_output_size(input_size, 5, padding=padding) // 2
         side = conv_output_size(side, 5) // 2
         if side < 1:
-            raise ValueError(f"LeNet needs input_size of at least {12 if padding else 16}, got {input_size}")
+            raise ModelError(f"LeNet needs input_size of at least {12 if padding else 16}, got {input_size}")
 
         def conv(c_in: int, c_out: int, pad: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(c_out)] if batch_norm else []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models.layers import init_kaiming
 from moderncnn.models.resnet import BasicBlock, PreActBlock
 from moderncnn.registry import register_model
@@ -83,7 +84,7 @@ class CifarResNet(nn.Module):
     ):
         super().__init__()
         if shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+            raise ModelError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
         final_norm = preact if final_norm is None else final_norm
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         # A pre-activation network's first block normalises its own input, so the stem is a bare convolution.

@@ -20,6 +20,7 @@ import itertools
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
 from moderncnn.models.layers import dense_head, init_kaiming
 from moderncnn.registry import register_model
 
@@ -98,10 +99,10 @@ class VGGD2L(nn.Sequential):
         dropout: float = 0.5,
     ):
         if width_ratio < 1 or any(c % width_ratio for _, c in conv_arch):
-            raise ValueError(f"width_ratio must be a positive divisor of every block's channels, got {width_ratio}")
+            raise ModelError(f"width_ratio must be a positive divisor of every block's channels, got {width_ratio}")
         side = input_size // 2 ** len(conv_arch)
         if side < 1:
-            raise ValueError(f"vgg_d2l with {len(conv_arch)} blocks needs input_size >= {2 ** len(conv_arch)}")
+            raise ModelError(f"vgg_d2l with {len(conv_arch)} blocks needs input_size >= {2 ** len(conv_arch)}")
         arch = tuple((n, c // width_ratio) for n, c in conv_arch)
         blocks = [nn.Sequential(*block) for block in vgg_blocks(arch, in_channels)]
         super().__init__(*blocks, nn.Flatten(), *dense_head(arch[-1][1] * side * side, num_classes, dropout))

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from moderncnn.engine.config import TrainConfig
-from moderncnn.engine.recorder import read_metrics
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.errors import UsageError
+from moderncnn.plotting import pyplot, save_figure
+from moderncnn.rundir import RunDir, find_runs
 
 # What each budget means for the published figures, said in the report's header.
 BUDGET_NOTES = {
@@ -38,8 +36,8 @@ class RunRecord:
     model: str
     dataset: str
     params: int
-    flops: int
-    input_shape: list[int]
+    flops: int | None
+    input_shape: list[int] | None
     epochs: int
     best_val_acc: float
     test_acc: float
@@ -51,6 +49,8 @@ class RunRecord:
     published_columns: list[dict] = field(default_factory=list)
     recipe: str | None = None
     budget: str | None = None
+    heading: RecipeHeading | None = None
+    device_name: str | None = None
 
     @property
     def wall_minutes(self) -> float:
@@ -59,28 +59,17 @@ class RunRecord:
     @classmethod
     def read(cls, run_dir: str | Path) -> RunRecord:
         """Read a run directory written by ``train`` (and ``reproduce``)."""
-        run_dir = Path(run_dir)
-        results_path = run_dir / "results.json"
-        if not results_path.is_file():
-            if (run_dir / "config.yaml").is_file():
-                raise ValueError(
-                    f"{run_dir} is an unfinished run (no results.json); finish it with "
-                    f"`moderncnn train --resume {run_dir}` or leave it out"
-                )
-            raise ValueError(f"{run_dir} is not a run directory (no results.json, no config.yaml)")
-        results = json.loads(results_path.read_text())
-        config = TrainConfig.load(run_dir / "config.yaml")
-        shape = results.get("input_shape") or _input_shape(config)
-        marker = run_dir / "reproduce.json"
-        origin = json.loads(marker.read_text()) if marker.is_file() else {}
-        curve = [float(r["val_acc"]) for r in read_metrics(run_dir / "metrics.csv") if r.get("val_acc")]
+        run = RunDir(run_dir)
+        results = run.read_results()
+        origin = run.read_origin()
+        curve = [float(r["val_acc"]) for r in run.read_metrics() if r.get("val_acc")]
         return cls(
-            run_dir=run_dir,
+            run_dir=run.path,
             model=results["model"],
             dataset=results["dataset"],
             params=results["params"],
-            flops=_flops(config, shape, results.get("num_classes", 10)),
-            input_shape=shape,
+            flops=results.get("flops"),  # runs written before results.json carried FLOPs have none
+            input_shape=results.get("input_shape"),
             epochs=results["epochs"],
             best_val_acc=results["best_val_acc"],
             test_acc=results["test_acc"],
@@ -92,44 +81,30 @@ class RunRecord:
             published_columns=origin.get("published_columns", []),
             recipe=origin.get("recipe"),
             budget=origin.get("budget"),
+            heading=RecipeHeading.from_dict(origin["heading"]) if "heading" in origin else None,
+            device_name=results.get("device_name"),
         )
 
 
-def _expand(runs: list[str | Path]) -> list[Path]:
-    """Run directories; a folder of runs (such as a ``reproduce`` output) stands for the finished runs in it."""
-    expanded = []
-    for run in map(Path, runs):
-        inner = sorted(p.parent for p in run.glob("*/results.json"))
-        if not _is_run(run) and inner:
-            expanded += inner
-        else:
-            expanded.append(run)
-    return expanded
+@dataclass
+class RecipeHeading:
+    """What a report says about the experiment its runs reproduce: written into each run's ``reproduce.json`` by
+    ``moderncnn reproduce``, so that ``compare`` needs neither the recipe file nor the reproduce package."""
 
+    name: str
+    title: str
+    source: str
+    dataset: str
+    order: list[str] = field(default_factory=list)
+    published_columns: list[dict] = field(default_factory=list)
+    notes: str = ""
 
-def _is_run(path: Path) -> bool:
-    return (path / "results.json").is_file() or (path / "config.yaml").is_file()
+    @classmethod
+    def from_dict(cls, values: dict) -> RecipeHeading:
+        return cls(**values)
 
-
-def _input_shape(config: TrainConfig) -> list[int]:
-    # Runs written before results.json carried the input shape: the resize setting, else the network's input.
-    from moderncnn.registry import get_model_info
-
-    info = get_model_info(config.model)
-    size = config.resize or info.input_size
-    return [info.in_channels, size, size]
-
-
-def _flops(config: TrainConfig, shape: list[int], num_classes: int) -> int:
-    """Forward FLOPs of one image, counted on the meta device (no weights allocated)."""
-    import torch
-
-    from moderncnn.engine.module import build_network
-    from moderncnn.summary import count_flops
-
-    with torch.device("meta"):
-        net = build_network(config, num_classes, shape[0], shape[1])
-    return count_flops(net, (1, *shape))
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 def _published_cells(record: RunRecord, columns: list[dict]) -> list[tuple[str, float | None, float | None]]:
@@ -175,7 +150,7 @@ def compare(
     runs: list[str | Path],
     out: str | Path,
     *,
-    recipe=None,
+    recipe: RecipeHeading | None = None,
     budget: str | None = None,
     failures: dict[str, str] | None = None,
 ) -> Comparison:
@@ -184,32 +159,26 @@ def compare(
     Args:
         runs: run directories with ``results.json``.
         out: folder for ``comparison.md``, ``comparison.csv``, ``comparison.png`` and ``val_curves.png``.
-        recipe: the :class:`~moderncnn.reproduce.recipes.Recipe` the runs come from, for its published
-            figures, source and notes (``reproduce`` passes it; ``moderncnn compare`` finds it by name in
-            each run's ``reproduce.json``).
+        recipe: the experiment the runs reproduce, for its published figures, source and notes (``reproduce``
+            passes it; otherwise it is read from the runs' ``reproduce.json`` when they all carry the same one).
         budget: the budget the runs were trained with (default: the one recorded in the runs).
         failures: networks that did not finish, with the reason, listed under the table.
     """
     if not runs and not failures:
-        raise ValueError("nothing to compare: give at least one run directory")
-    records = [RunRecord.read(r) for r in _expand(runs)]
+        raise UsageError("nothing to compare: give at least one run directory")
+    records = [RunRecord.read(r) for r in find_runs(runs)]
     if recipe is None:
-        names = {r.recipe for r in records if r.recipe}
-        if len(names) == 1:
-            from moderncnn.reproduce.recipes import load_recipe
-
-            try:
-                recipe = load_recipe(names.pop())
-            except ValueError:
-                recipe = None  # a user's recipe that is not bundled: its figures are still in each run
+        headings = {json.dumps(r.heading.to_dict(), sort_keys=True) for r in records if r.heading}
+        if len(headings) == 1 and all(r.heading for r in records):
+            recipe = records[0].heading
     budgets = {r.budget for r in records if r.budget}
     budget = budget or (budgets.pop() if len(budgets) == 1 else None)
     if recipe is not None:
         columns = recipe.published_columns
-        if any(not _is_run(Path(run)) for run in runs):
+        if any(not RunDir(run).is_run for run in runs):
             # A folder of runs lists them in the recipe's (the chapter's) order, not by name; runs named one by one
             # keep the order they were given in.
-            order = {network.model: i for i, network in enumerate(recipe.networks)}
+            order = {model: i for i, model in enumerate(recipe.order)}
             records.sort(key=lambda r: order.get(r.model, len(order)))
     else:  # runs of one user's recipe carry its columns; runs of several recipes get none
         layouts = {json.dumps(r.published_columns) for r in records}
@@ -251,8 +220,8 @@ def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], lis
         row = [
             r.model,
             f"{r.params:,}",
-            f"{r.flops / 1e9:.3g}",
-            "x".join(map(str, r.input_shape)),
+            "?" if r.flops is None else f"{r.flops / 1e9:.3g}",
+            "x".join(map(str, r.input_shape or ["?"])),
             str(r.epochs),
             f"{r.best_val_acc:.4f}",
             f"{r.test_acc:.4f}",
@@ -272,25 +241,11 @@ def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], lis
 
 
 def _describe_devices(records: list[RunRecord]) -> str:
-    """The runs' devices, with the GPU's name or the CPU's core count of this machine."""
-    import torch
-
-    parts = []
-    for device in sorted({r.device for r in records}):
-        if device.startswith("cuda") and torch.cuda.is_available():
-            parts.append(f"{device} ({torch.cuda.get_device_name(torch.device(device))})")
-        elif device == "cpu":
-            parts.append(f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
-        else:
-            parts.append(device)
-    return ", ".join(parts) or "none"
+    """The runs' devices as each run described its own (GPU name, CPU cores and threads, versions)."""
+    return ", ".join(sorted({r.device_name or r.device for r in records})) or "none"
 
 
 def _markdown(records: list[RunRecord], columns: list[dict], recipe, budget: str | None, failures: dict) -> str:
-    import torch
-
-    from moderncnn import __version__
-
     title = recipe.title if recipe is not None else "runs side by side"
     lines = [f"# Comparison: {title}", ""]
     if recipe is not None:
@@ -298,10 +253,7 @@ def _markdown(records: list[RunRecord], columns: list[dict], recipe, budget: str
     lines.append(
         f"Budget: **{budget or 'not recorded'}**" + (f" ({BUDGET_NOTES[budget]})." if budget in BUDGET_NOTES else ".")
     )
-    lines.append(
-        f"Device: {_describe_devices(records)}; moderncnn {__version__}, torch {torch.__version__}; "
-        f"written {datetime.now():%Y-%m-%d %H:%M}."
-    )
+    lines.append(f"Device: {_describe_devices(records)}; written {datetime.now():%Y-%m-%d %H:%M}.")
     if recipe is not None and any(r.dataset != recipe.dataset for r in records):
         lines.append(
             f"Some runs used another dataset than the recipe's {recipe.dataset}: "
@@ -353,7 +305,7 @@ def _write_csv(records: list[RunRecord], columns: list[dict], path: Path) -> Non
         writer.writerow(fields)
         for r in records:
             row = [getattr(r, name) for name in fields[:13]]
-            row[4] = "x".join(map(str, r.input_shape))
+            row[4] = "x".join(map(str, r.input_shape or []))
             for _, theirs, delta in _published_cells(r, columns):
                 row += ["" if theirs is None else theirs, "" if delta is None else round(delta, 6)]
             writer.writerow(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.plotting import pyplot, save_figure
 
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], out: str | Path, title: str = "") -> Path:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.plotting import pyplot, save_figure
+from moderncnn.rundir import RunDir
 
 
 def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw ``run_dir/metrics.csv`` into ``out`` (default ``run_dir/curves.png``)."""
     plt = pyplot()
 
-    run_dir = Path(run_dir)
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    run = RunDir(run_dir)
+    rows = run.read_metrics()
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for column, style, label in (
@@ -28,5 +27,5 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    ax.set_title(run_dir.name, fontsize=9)
-    return save_figure(fig, out if out is not None else run_dir / "curves.png")
+    ax.set_title(run.path.name, fontsize=9)
+    return save_figure(fig, out if out is not None else run.curves)

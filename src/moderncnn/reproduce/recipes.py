@@ -17,7 +17,9 @@ from pathlib import Path
 import yaml
 
 from moderncnn.engine.config import TrainConfig, make_config
+from moderncnn.errors import UsageError
 from moderncnn.registry import get_model_info
+from moderncnn.reports.compare import RecipeHeading
 
 BUNDLED = Path(__file__).parent / "recipes"
 BUDGETS = ("full", "quick", "smoke")
@@ -61,13 +63,13 @@ class Recipe:
         network accepts; a budget that changes ``epochs`` scales the multistep milestones with them.
         """
         if budget not in self.budgets:
-            raise ValueError(f"recipe {self.name} has no budget {budget!r}; it has {', '.join(self.budgets)}")
+            raise UsageError(f"recipe {self.name} has no budget {budget!r}; it has {', '.join(self.budgets)}")
         networks = self.networks
         if only:
             known = [n.model for n in networks]
             missing = [m for m in only if m not in known]
             if missing:
-                raise ValueError(f"recipe {self.name} has no network {', '.join(missing)}; it has {', '.join(known)}")
+                raise UsageError(f"recipe {self.name} has no network {', '.join(missing)}; it has {', '.join(known)}")
             networks = [n for n in networks if n.model in only]
         dataset = overrides.get("dataset") or self.dataset
         configs = []
@@ -88,16 +90,28 @@ class Recipe:
     def network(self, model: str) -> Network | None:
         return next((n for n in self.networks if n.model == model), None)
 
+    def heading(self) -> RecipeHeading:
+        """What a comparison report says about this recipe."""
+        return RecipeHeading(
+            name=self.name,
+            title=self.title,
+            source=self.source,
+            dataset=self.dataset,
+            order=[n.model for n in self.networks],
+            published_columns=self.published_columns,
+            notes=self.notes,
+        )
+
 
 def _native_size(dataset: str, model: str, data_dir: str | None) -> int | None:
     """The dataset's image size, at least the network's minimum input; None for images of mixed sizes."""
-    native = _image_size(dataset, data_dir)
+    native = dataset_image_size(dataset, data_dir)
     return None if native is None else max(native, get_model_info(model).min_input_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _image_size(dataset: str, data_dir: str | None) -> int | None:
-    # Loaded once per dataset, not once per network of the recipe.
+def dataset_image_size(dataset: str, data_dir: str | None) -> int | None:
+    """Side of a dataset's images (``None`` when they vary), loaded once per dataset, not once per network."""
     from moderncnn.data import load_dataset
 
     return load_dataset(dataset, data_dir=data_dir, val_size=0).image_size
@@ -107,11 +121,11 @@ def _check(recipe: Recipe) -> Recipe:
     where = recipe.path or recipe.name
     for name in recipe.budgets:
         if name not in BUDGETS:
-            raise ValueError(f"recipe {where}: unknown budget {name!r}; valid: {', '.join(BUDGETS)}")
+            raise UsageError(f"recipe {where}: unknown budget {name!r}; valid: {', '.join(BUDGETS)}")
     for column in recipe.published_columns:
         missing = {"key", "label", "ours", "compare"} - set(column)
         if missing or column["compare"] not in COMPARISONS:
-            raise ValueError(
+            raise UsageError(
                 f"recipe {where}: a published column needs key, label, ours and compare ({' or '.join(COMPARISONS)}); "
                 f"got {column}"
             )
@@ -126,14 +140,14 @@ def read_recipe(path: str | Path) -> Recipe:
     try:
         values = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"cannot read recipe {path}: {err}") from None
+        raise UsageError(f"cannot read recipe {path}: {err}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"recipe {path} must be a mapping (name, dataset, settings, networks, ...)")
+        raise UsageError(f"recipe {path} must be a mapping (name, dataset, settings, networks, ...)")
     try:
         networks = [Network(**entry) for entry in values.pop("networks")]
         return _check(Recipe(**values, networks=networks, path=path))
     except (KeyError, TypeError) as err:
-        raise ValueError(f"recipe {path} is malformed ({err}); see {BUNDLED} for the form") from None
+        raise UsageError(f"recipe {path} is malformed ({err}); see {BUNDLED} for the form") from None
 
 
 def list_recipes() -> list[Recipe]:
@@ -150,4 +164,4 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if bundled.is_file():
         return read_recipe(bundled)
     names = ", ".join(r.name for r in list_recipes())
-    raise ValueError(f"unknown recipe {name_or_path!r}; bundled recipes: {names} (or give a recipe file's path)")
+    raise UsageError(f"unknown recipe {name_or_path!r}; bundled recipes: {names} (or give a recipe file's path)")

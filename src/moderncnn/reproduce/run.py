@@ -11,19 +11,24 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from moderncnn.engine import TrainConfig, train
-from moderncnn.engine.module import NonFiniteLossError
+from moderncnn.engine.config import TrainConfig, resolve_resize
+from moderncnn.engine.train import train
+from moderncnn.errors import ModernCNNError, UsageError
 from moderncnn.reports.compare import Comparison, compare
-from moderncnn.reproduce.recipes import Recipe, load_recipe
+from moderncnn.reproduce.recipes import Recipe, dataset_image_size, load_recipe
+from moderncnn.rundir import RunDir
 
 
-def _same_settings(run_dir: Path, config: TrainConfig) -> None:
-    """Refuse to mix runs of other settings into this reproduction."""
-    earlier = TrainConfig.load(run_dir / "config.yaml").to_dict()
-    differs = sorted(k for k, v in config.to_dict().items() if earlier.get(k) != v)
+def _same_settings(run: RunDir, config: TrainConfig) -> None:
+    """Refuse to mix runs of other settings into this reproduction (sizes compared as the runs resolved them)."""
+    earlier = TrainConfig.load(run.config).to_dict()
+    ours = config.to_dict()
+    # train() resolves an unset size before it writes config.yaml; compare like with like.
+    ours["resize"] = resolve_resize(config, dataset_image_size(config.dataset, config.data_dir))
+    differs = sorted(k for k, v in ours.items() if earlier.get(k) != v)
     if differs:
-        raise ValueError(
-            f"{run_dir} holds a run with other settings (differs in {', '.join(differs)}); "
+        raise UsageError(
+            f"{run} holds a run with other settings (differs in {', '.join(differs)}); "
             "give another --out, or delete that run"
         )
 
@@ -59,37 +64,38 @@ def reproduce(
     failures: dict[str, str] = {}
     rank = 0
     for i, config in enumerate(configs, 1):
-        run_dir = out / config.model
-        config.run_dir = str(run_dir)
+        run = RunDir(out / config.model)
+        config.run_dir = str(run)
         step = f"[{i}/{len(configs)}] {config.model}"
-        if (run_dir / "results.json").is_file():
-            _same_settings(run_dir, config)
-            log(f"{step}: finished earlier in {run_dir}; kept")
-            finished.append(run_dir)
+        if run.is_finished:
+            _same_settings(run, config)
+            log(f"{step}: finished earlier in {run}; kept")
+            finished.append(run.path)
             continue
-        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        resume = run.last.is_file()
         if resume:
-            _same_settings(run_dir, config)
+            _same_settings(run, config)
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run.path.mkdir(parents=True, exist_ok=True)
             origin = {
                 "recipe": recipe.name,
                 "budget": budget,
                 "published": recipe.network(config.model).published,
-                "published_columns": recipe.published_columns,  # so `compare` needs no recipe file
+                "published_columns": recipe.published_columns,
+                "heading": recipe.heading().to_dict(),  # so `compare` needs no recipe file
             }
-            (run_dir / "reproduce.json").write_text(json.dumps(origin, indent=2))
-        log(f"{step}: {'resuming' if resume else 'training'} in {run_dir}")
+            run.origin.write_text(json.dumps(origin, indent=2))
+        log(f"{step}: {'resuming' if resume else 'training'} in {run}")
         try:
-            result = train(None, resume=run_dir, quiet=quiet) if resume else train(config, quiet=quiet)
-        except (ValueError, NonFiniteLossError) as err:
+            result = train(None, resume=run.path, quiet=quiet) if resume else train(config, quiet=quiet)
+        except ModernCNNError as err:
             failures[config.model] = str(err)
             log(f"{step}: failed: {err}")
             continue
         rank = result.rank
         if rank == 0:
             log(f"{step}: {result}")
-        finished.append(run_dir)
+        finished.append(run.path)
     if rank != 0:
         return None
-    return compare(finished, out, recipe=recipe, budget=budget, failures=failures)
+    return compare(finished, out, recipe=recipe.heading(), budget=budget, failures=failures)

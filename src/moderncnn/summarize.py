@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from moderncnn.errors import UsageError
+from moderncnn.registry import VARIANTS, create_model, get_model_info, list_families, list_models
 
 
 @dataclass
@@ -87,7 +94,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], depth: int = 1) -> S
         A :class:`Summary`: one row per submodule call in the order they ran, parameter totals and FLOPs.
     """
     if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
+        raise UsageError(f"depth must be at least 1, got {depth}")
     device = next(model.parameters()).device
     rows: list[LayerRow] = []
 
@@ -116,23 +123,69 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], depth: int = 1) -> S
 def model_table(family: str | None = None) -> list[dict]:
     """One row per registered network (by family, then textbook, torchvision, cifar): facts, parameters, FLOPs.
 
-    Parameters and FLOPs are for 10 classes at the network's default input size and channels.
-
-    Networks are built on PyTorch's ``meta`` device, which tracks shapes without allocating or computing,
-    so listing even VGG-19 takes milliseconds.
+    Parameters and FLOPs are for 10 classes at the network's default input size and channels. Networks are built on
+    PyTorch's ``meta`` device (shapes without memory). Counting FLOPs for every network still takes seconds, so the
+    table is cached under ``~/.cache/moderncnn`` keyed by the torch version and the source of the model code: a
+    change to any network (or to this file) makes a new table.
     """
-    from moderncnn.registry import VARIANTS, create_model, get_model_info, list_families, list_models
-
     families = [family] if family else list_families()
-    rows = []
     names = [n for f in families for v in VARIANTS for n in list_models(f, variant=v)]
-    for name in names:
-        info = get_model_info(name)
-        with torch.device("meta"):
-            model = create_model(name)
-        shape = (1, info.in_channels, info.input_size, info.input_size)
-        result = summary(model, shape)
-        rows.append(
-            {**info.to_dict(), "input_shape": list(shape), "params": result.total_params, "flops": result.flops}
-        )
-    return rows
+    cache = _table_cache()
+    rows = _read_cache(cache)
+    missing = [name for name in names if name not in rows]
+    for name in missing:
+        rows[name] = _table_row(name)
+    if missing:
+        _write_cache(cache, rows)
+    return [rows[name] for name in names]
+
+
+def _table_row(name: str) -> dict:
+    info = get_model_info(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    shape = (1, info.in_channels, info.input_size, info.input_size)
+    result = summary(model, shape)
+    return {**info.to_dict(), "input_shape": list(shape), "params": result.total_params, "flops": result.flops}
+
+
+def _table_cache() -> Path:
+    source = hashlib.sha1(torch.__version__.encode())
+    package = Path(__file__).parent
+    for path in sorted([*package.joinpath("models").glob("*.py"), Path(__file__)]):
+        source.update(path.name.encode() + path.read_bytes())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moderncnn"
+    return root / f"model-table-{source.hexdigest()[:16]}.json"
+
+
+def _read_cache(path: Path) -> dict[str, dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path, rows: dict[str, dict]) -> None:
+    try:  # a cache that cannot be written (read-only home) only costs time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rows))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def summarize(name: str, input_shape: tuple[int, ...] | None = None, num_classes: int = 10, depth: int = 1) -> Summary:
+    """:func:`summary` of the registered network ``name`` at ``input_shape`` (default: one image at its own input).
+
+    A network whose classifier is sized for one resolution (the textbook's flattening networks) is built for the
+    requested square size, as the book's lazy layers would be; other networks take any size they accept.
+    """
+    info = get_model_info(name)
+    in_channels = input_shape[1] if input_shape else info.in_channels
+    kwargs = {}
+    if input_shape and info.fixed_input_size and input_shape[2] == input_shape[3]:
+        kwargs["input_size"] = input_shape[2]
+    model = create_model(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    shape = input_shape or (1, in_channels, info.input_size, info.input_size)
+    return summary(model, shape, depth=depth)

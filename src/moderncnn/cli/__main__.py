@@ -1,0 +1,5 @@
+import sys
+
+from moderncnn.cli import main
+
+sys.exit(main())

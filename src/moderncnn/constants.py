@@ -1,0 +1,9 @@
+"""Facts shared across layers, kept in one place (a leaf module: it imports nothing)."""
+
+# Per-channel mean and std of ImageNet's training images on [0, 1]: what torchvision's pretrained weights expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Augmentation presets (defined in ``moderncnn.data.augment``); named here so settings and the CLI can list them
+# without loading torch.
+AUGMENT_PRESETS = ("none", "d2l", "cifar", "uva")
