@@ -149,3 +149,31 @@ def test_zero_pad_shortcut_keeps_the_input_and_adds_zero_channels():
 def test_vgg_d2l_width_ratio_must_divide_the_channels():
     with pytest.raises(ValueError, match="width_ratio must be a positive divisor"):
         mc.create_model("vgg_d2l", width_ratio=3)
+
+
+def _feature_map_and_later_convolutions(name: str, size: int) -> tuple[torch.Size, list[str]]:
+    """The feature layer's output for one ``size`` px image, and the convolutions that run after it."""
+    info = mc.get_model_info(name)
+    with torch.device("meta"):  # shapes only: no memory, no arithmetic
+        net = build(name, input_size=size) if info.fixed_input_size else mc.create_model(name)
+    finished: list[tuple[str, nn.Module, torch.Tensor]] = []
+    for module_name, module in net.named_modules():
+        module.register_forward_hook(lambda m, args, out, n=module_name: finished.append((n, m, out)))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, info.in_channels, size, size, device="meta"))
+    order = [n for n, _, _ in finished]
+    at = order.index(info.feature_layer)
+    later = [n for n, m, _ in finished[at + 1 :] if isinstance(m, nn.Conv2d)]
+    return finished[at][2].shape, later
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_feature_layer_is_the_last_spatial_feature_map(name):
+    """At the default input, the feature layer gives a 4-D map larger than 1x1 after which no convolution runs
+    (global pooling or flattening comes next); at the network's minimum input that map is 1x1 or larger."""
+    info = mc.get_model_info(name)
+    shape, later_convolutions = _feature_map_and_later_convolutions(name, info.input_size)
+    assert len(shape) == 4 and min(shape[2:]) > 1, shape
+    assert not later_convolutions
+    shape, _ = _feature_map_and_later_convolutions(name, info.min_input_size)
+    assert len(shape) == 4 and min(shape[2:]) >= 1

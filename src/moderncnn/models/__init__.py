@@ -1,10 +1,48 @@
-"""The networks, one module per family; importing this package registers all of them."""
+"""The networks, one module per family, and the registry that names them.
+
+Importing this package imports every family module, and each registers its networks; the registry itself lives in
+``_registry.py``, which imports nothing of the package, so a family module can import it without a cycle.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from moderncnn.models import alexnet, densenet, googlenet, lenet, nin, resnet, resnet_cifar, vgg  # noqa: F401
+from moderncnn.errors import ModelError
+from moderncnn.models import (  # noqa: F401  (imported for their registrations)
+    alexnet,
+    densenet,
+    googlenet,
+    lenet,
+    nin,
+    resnet,
+    resnet_cifar,
+    vgg,
+)
+from moderncnn.models._registry import (
+    FAMILIES,
+    VARIANTS,
+    InputCheck,
+    ModelInfo,
+    create_model,
+    get_model_info,
+    list_families,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "FAMILIES",
+    "VARIANTS",
+    "InputCheck",
+    "ModelInfo",
+    "create_model",
+    "get_model_info",
+    "list_families",
+    "list_models",
+    "load_torchvision_weights",
+    "register_model",
+]
 
 
 def load_torchvision_weights(model: nn.Module, state_dict: dict) -> nn.Module:
@@ -30,6 +68,6 @@ def load_torchvision_weights(model: nn.Module, state_dict: dict) -> nn.Module:
             if keys:
                 parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
         name = getattr(getattr(model, "info", None), "name", type(model).__name__)
-        raise ValueError(f"weights do not fit {name}: {'; '.join(parts)}; are they for this network and class count?")
+        raise ModelError(f"weights do not fit {name}: {'; '.join(parts)}; are they for this network and class count?")
     model.load_state_dict(state_dict, strict=True)
     return model

@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import conv_output_size, dense_head
-from moderncnn.registry import register_model
 
 # (out_channels, kernel, stride, padding) per convolution; "M" is a 3x3 stride-2 max pool.
 ConvCfg = list[tuple[int, int, int, int] | str]
@@ -53,7 +54,7 @@ class AlexNetD2L(nn.Sequential):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 224, dropout: float = 0.5):
         side = features_side(CFGS["d2l"], input_size)
         if side < 1:
-            raise ValueError(f"alexnet_d2l needs input_size of at least 65, got {input_size}")
+            raise ModelError(f"alexnet_d2l needs input_size of at least 65, got {input_size}")
         super().__init__(
             *make_features(CFGS["d2l"], in_channels),
             nn.Flatten(),
@@ -83,28 +84,38 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-@register_model(
-    family="alexnet",
-    variant="textbook",
-    input_size=224,
-    min_input_size=65,
-    in_channels=1,
-    classifier="20",
-    fixed_input_size=True,
-    source="Krizhevsky et al. 2012; Dive into Deep Learning 8.1",
-)
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share, then each network's own."""
+    return {"family": "alexnet", "input_size": 224, **facts}
+
+
+# The registry's facts. ``feature_layer``: the last max pool of the trunk, whose map is flattened or pooled to 6x6.
+default_cfgs = {
+    "alexnet_d2l": _cfg(
+        variant="textbook",
+        min_input_size=65,
+        in_channels=1,
+        classifier="20",
+        feature_layer="12",
+        fixed_input_size=True,
+        source="Krizhevsky et al. 2012; Dive into Deep Learning 8.1",
+    ),
+    "alexnet": _cfg(
+        variant="torchvision",
+        min_input_size=63,
+        in_channels=3,
+        classifier="classifier.6",
+        feature_layer="features",
+        source="Krizhevsky 2014, 'One weird trick'; torchvision.models.alexnet",
+    ),
+}
+
+
+@register_model
 def alexnet_d2l(**kwargs) -> AlexNetD2L:
     return AlexNetD2L(**kwargs)
 
 
-@register_model(
-    family="alexnet",
-    variant="torchvision",
-    input_size=224,
-    min_input_size=63,
-    in_channels=3,
-    classifier="classifier.6",
-    source="Krizhevsky 2014, 'One weird trick'; torchvision.models.alexnet",
-)
+@register_model
 def alexnet(**kwargs) -> AlexNet:
     return AlexNet(**kwargs)

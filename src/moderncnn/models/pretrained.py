@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from moderncnn.registry import get_model_info
+from moderncnn.errors import ModelError
+from moderncnn.models._registry import get_model_info
+from moderncnn.models.layers import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (their home for the data module)
 
 IMAGENET = "imagenet"
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-# Parts of a torchvision network that ours may be built without: GoogLeNet's auxiliary classifiers.
-OPTIONAL_HEADS = ("aux1", "aux2")
+# Parts of a torchvision network that ours may be built without: GoogLeNet's and Inception-v3's auxiliary classifiers.
+OPTIONAL_HEADS = ("aux1", "aux2", "AuxLogits")
 
 
 @dataclass
@@ -53,9 +53,9 @@ def pretrained_state_dict(name: str, source: str) -> dict[str, torch.Tensor]:
     torch's cache) or the path of a ``.pth`` file holding a state dict (read with ``weights_only=True``)."""
     if source == IMAGENET:
         if not supports_pretrained(name):
-            raise ValueError(
+            raise ModelError(
                 f"torchvision has no ImageNet weights for {name}; pretrained weights exist for the torchvision "
-                "networks (alexnet, vgg*, googlenet, resnet18-152, densenet121-201)"
+                "networks (alexnet, vgg*, googlenet, inception_v3, resnet18-152, densenet121-201)"
             )
         import torchvision
 
@@ -63,22 +63,22 @@ def pretrained_state_dict(name: str, source: str) -> dict[str, torch.Tensor]:
         try:
             return weights.get_state_dict(progress=False, check_hash=True)
         except Exception as err:  # no network, a proxy, a truncated download
-            raise ValueError(
+            raise ModelError(
                 f"cannot get torchvision's ImageNet weights for {name} ({type(err).__name__}: {err}); download "
                 f"{weights.url} on a machine with network and pass --pretrained PATH_TO_THAT_FILE"
             ) from None
     path = Path(source).expanduser()
     if not path.is_file():
-        raise ValueError(f"no weights file at {path}; give a .pth state dict, or 'imagenet' for torchvision's weights")
+        raise ModelError(f"no weights file at {path}; give a .pth state dict, or 'imagenet' for torchvision's weights")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"refusing {path}: not a plain state dict of tensors ({type(err).__name__})") from None
+        raise ModelError(f"refusing {path}: not a plain state dict of tensors ({type(err).__name__})") from None
     for key in ("state_dict", "model"):  # common wrappers around a state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict (names → tensors)")
+        raise ModelError(f"{path} does not hold a state dict (names → tensors)")
     return state
 
 
@@ -113,7 +113,7 @@ def load_pretrained(model: nn.Module, name: str, source: str) -> PretrainedRepor
     problems += [f"{key} unexpected" for key in state if key not in own and key.split(".")[0] not in OPTIONAL_HEADS]
     if problems:
         shown = ", ".join(problems[:3]) + (", ..." if len(problems) > 3 else "")
-        raise ValueError(f"the weights from {source} do not fit {name}: {len(problems)} tensors ({shown})")
+        raise ModelError(f"the weights from {source} do not fit {name}: {len(problems)} tensors ({shown})")
     model.load_state_dict(adapted, strict=False)
     label = f"torchvision's ImageNet weights for {name}" if source == IMAGENET else str(source)
     return PretrainedReport(label, len(adapted), new_classifier, summed)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import init_kaiming
 from moderncnn.models.resnet import BasicBlock, PreActBlock
-from moderncnn.registry import register_model
 
 SHORTCUTS = ("zeropad", "projection", "conv")
 
@@ -83,7 +84,7 @@ class CifarResNet(nn.Module):
     ):
         super().__init__()
         if shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+            raise ModelError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
         final_norm = preact if final_norm is None else final_norm
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         # A pre-activation network's first block normalises its own input, so the stem is a bare convolution.
@@ -116,70 +117,69 @@ class CifarResNet(nn.Module):
 
 def _cifar_resnet(depth: int, **kwargs) -> CifarResNet:
     n = (depth - 2) // 6
-    return CifarResNet(layers=(n, n, n), **kwargs)
+    return CifarResNet(**{"layers": (n, n, n), **kwargs})
 
 
-def _register(depth: int):
-    return register_model(
-        family="resnet",
-        variant="cifar",
-        input_size=32,
-        min_input_size=1,
-        in_channels=3,
-        classifier="fc",
-        source=f"He et al. 2016, section 4.2 (ResNet-{depth} for CIFAR-10)",
-    )
+def _cfg(**facts) -> dict:
+    """The facts the family's CIFAR networks share, then each network's own."""
+    return {
+        "family": "resnet",
+        "variant": "cifar",
+        "input_size": 32,
+        "min_input_size": 1,
+        "in_channels": 3,
+        "classifier": "fc",
+        "feature_layer": "layer3",
+        **facts,
+    }
 
 
-@_register(20)
+# The registry's facts. ``feature_layer``: the third and last stage (8x8 at 32 px), before global average pooling.
+_UVA = "UvA deep learning tutorial 5 (Lippe 2022)"
+default_cfgs = {
+    "resnet20": _cfg(source="He et al. 2016, section 4.2 (ResNet-20 for CIFAR-10)"),
+    "resnet32": _cfg(source="He et al. 2016, section 4.2 (ResNet-32 for CIFAR-10)"),
+    "resnet44": _cfg(source="He et al. 2016, section 4.2 (ResNet-44 for CIFAR-10)"),
+    "resnet56": _cfg(source="He et al. 2016, section 4.2 (ResNet-56 for CIFAR-10)"),
+    "resnet110": _cfg(source="He et al. 2016, section 4.2 (ResNet-110 for CIFAR-10)"),
+    "resnet_uva": _cfg(source=f"{_UVA}, ResNet"),
+    "preact_resnet_uva": _cfg(
+        source=f"{_UVA}, PreActResNet; He et al. 2016, 'Identity mappings in deep residual networks'"
+    ),
+}
+
+
+@register_model
 def resnet20(**kwargs) -> CifarResNet:
     return _cifar_resnet(20, **kwargs)
 
 
-@_register(32)
+@register_model
 def resnet32(**kwargs) -> CifarResNet:
     return _cifar_resnet(32, **kwargs)
 
 
-@_register(44)
+@register_model
 def resnet44(**kwargs) -> CifarResNet:
     return _cifar_resnet(44, **kwargs)
 
 
-@_register(56)
+@register_model
 def resnet56(**kwargs) -> CifarResNet:
     return _cifar_resnet(56, **kwargs)
 
 
-@_register(110)
+@register_model
 def resnet110(**kwargs) -> CifarResNet:
     return _cifar_resnet(110, **kwargs)
 
 
-_UVA = "UvA deep learning tutorial 5 (Lippe 2022)"
-
-
-@register_model(
-    family="resnet",
-    variant="cifar",
-    input_size=32,
-    min_input_size=1,
-    in_channels=3,
-    classifier="fc",
-    source=f"{_UVA}, ResNet",
-)
+@register_model
 def resnet_uva(**kwargs) -> CifarResNet:
-    return CifarResNet(shortcut="conv", init_mode="fan_in", **kwargs)
+    return CifarResNet(**{"shortcut": "conv", "init_mode": "fan_in", **kwargs})
 
 
-@register_model(
-    family="resnet",
-    variant="cifar",
-    input_size=32,
-    min_input_size=1,
-    in_channels=3,
-    classifier="fc",
-    source=f"{_UVA}, PreActResNet; He et al. 2016, 'Identity mappings in deep residual networks'",
-)
+@register_model
 def preact_resnet_uva(**kwargs) -> CifarResNet:
-    return CifarResNet(preact=True, shortcut="projection", final_norm=False, init_mode="fan_in", **kwargs)
+    uva = {"preact": True, "shortcut": "projection", "final_norm": False, "init_mode": "fan_in"}
+    return CifarResNet(**{**uva, **kwargs})
