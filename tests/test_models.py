@@ -177,3 +177,25 @@ def test_feature_layer_is_the_last_spatial_feature_map(name):
     assert not later_convolutions
     shape, _ = _feature_map_and_later_convolutions(name, info.min_input_size)
     assert len(shape) == 4 and min(shape[2:]) >= 1
+
+
+def test_plain_cifar_network_has_option_as_parameters_and_no_residual_additions():
+    plain = mc.create_model("resnet20", shortcut="none").eval()
+    residual = mc.create_model("resnet20", shortcut="zeropad").eval()
+    # Option A adds no parameters, so the plain network has exactly the same tensors and takes the same weights.
+    assert mc.count_parameters(plain) == mc.count_parameters(residual)
+    plain.load_state_dict(residual.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), residual(x), atol=1e-3)
+        for block in (plain.layer1[1], plain.layer2[0]):  # a block that keeps its shape and one that halves it
+            assert block.downsample is None
+            h = torch.randn(2, block.conv1.in_channels, 16, 16)
+            expected = block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h))))))
+            torch.testing.assert_close(block(h), expected, rtol=0, atol=0)
+    assert all(b.downsample is None for stage in (plain.layer1, plain.layer2, plain.layer3) for b in stage)
+
+
+def test_plain_networks_are_post_activation_only():
+    with pytest.raises(ValueError, match="plain networks, not pre-activation ones"):
+        mc.create_model("resnet20", shortcut="none", preact=True)
