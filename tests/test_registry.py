@@ -23,6 +23,7 @@ EXPECTED = {
     "vgg": {"vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg_d2l"},
     "nin": {"nin"},
     "googlenet": {"googlenet_d2l", "googlenet", "googlenet_uva"},
+    "inception": {"inception_bn", "inception_v3"},
     "resnet": {
         *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
         "resnet18_d2l",

@@ -13,6 +13,8 @@ from moderncnn.models import (  # noqa: F401  (imported for their registrations)
     alexnet,
     densenet,
     googlenet,
+    inception,
+    inception_bn,
     lenet,
     nin,
     resnet,
