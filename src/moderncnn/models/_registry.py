@@ -112,7 +112,10 @@ def _options(builder: Callable[..., nn.Module]) -> frozenset[str] | None:
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if not any(p.kind is p.VAR_KEYWORD for p in params):
         return frozenset(names)
-    target = typing.get_type_hints(builder).get("return") if builder.__annotations__.get("return") else None
+    try:
+        target = typing.get_type_hints(builder).get("return")
+    except NameError:  # an annotation that does not resolve: nothing to check the options against
+        target = None
     if not inspect.isclass(target):
         return None
     target_params = inspect.signature(target).parameters.values()
