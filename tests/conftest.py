@@ -10,9 +10,10 @@ def _seed_and_threads():
 
 
 def torchvision_model(name: str, **kwargs):
-    """torchvision's randomly initialised network of that name (its GoogLeNet without auxiliary heads)."""
+    """torchvision's randomly initialised network of that name (its GoogLeNet and Inception-v3 without auxiliary
+    heads, as ours are by default)."""
     import torchvision
 
-    if name == "googlenet":
+    if name in ("googlenet", "inception_v3"):
         kwargs = {"aux_logits": False, "init_weights": True, **kwargs}
     return getattr(torchvision.models, name)(weights=None, **kwargs)

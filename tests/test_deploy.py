@@ -258,6 +258,7 @@ FAMILY_SAMPLES = {
     "vgg": ("vgg_d2l", 1, 32),  # with width_ratio=8, the textbook's "small VGG" made smaller
     "nin": ("nin", 1, 67),
     "googlenet": ("googlenet_d2l", 3, 16),
+    "inception": ("inception_bn", 1, 16),
     "resnet": ("resnet18_d2l", 3, 16),
     "densenet": ("densenet_d2l", 3, 32),
 }

@@ -149,3 +149,53 @@ def test_zero_pad_shortcut_keeps_the_input_and_adds_zero_channels():
 def test_vgg_d2l_width_ratio_must_divide_the_channels():
     with pytest.raises(ValueError, match="width_ratio must be a positive divisor"):
         mc.create_model("vgg_d2l", width_ratio=3)
+
+
+def _feature_map_and_later_convolutions(name: str, size: int) -> tuple[torch.Size, list[str]]:
+    """The feature layer's output for one ``size`` px image, and the convolutions that run after it."""
+    info = mc.get_model_info(name)
+    with torch.device("meta"):  # shapes only: no memory, no arithmetic
+        net = build(name, input_size=size) if info.fixed_input_size else mc.create_model(name)
+    finished: list[tuple[str, nn.Module, torch.Tensor]] = []
+    for module_name, module in net.named_modules():
+        module.register_forward_hook(lambda m, args, out, n=module_name: finished.append((n, m, out)))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, info.in_channels, size, size, device="meta"))
+    order = [n for n, _, _ in finished]
+    at = order.index(info.feature_layer)
+    later = [n for n, m, _ in finished[at + 1 :] if isinstance(m, nn.Conv2d)]
+    return finished[at][2].shape, later
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_feature_layer_is_the_last_spatial_feature_map(name):
+    """At the default input, the feature layer gives a 4-D map larger than 1x1 after which no convolution runs
+    (global pooling or flattening comes next); at the network's minimum input that map is 1x1 or larger."""
+    info = mc.get_model_info(name)
+    shape, later_convolutions = _feature_map_and_later_convolutions(name, info.input_size)
+    assert len(shape) == 4 and min(shape[2:]) > 1, shape
+    assert not later_convolutions
+    shape, _ = _feature_map_and_later_convolutions(name, info.min_input_size)
+    assert len(shape) == 4 and min(shape[2:]) >= 1
+
+
+def test_plain_cifar_network_has_option_as_parameters_and_no_residual_additions():
+    plain = mc.create_model("resnet20", shortcut="none").eval()
+    residual = mc.create_model("resnet20", shortcut="zeropad").eval()
+    # Option A adds no parameters, so the plain network has exactly the same tensors and takes the same weights.
+    assert mc.count_parameters(plain) == mc.count_parameters(residual)
+    plain.load_state_dict(residual.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), residual(x), atol=1e-3)
+        for block in (plain.layer1[1], plain.layer2[0]):  # a block that keeps its shape and one that halves it
+            assert block.downsample is None
+            h = torch.randn(2, block.conv1.in_channels, 16, 16)
+            expected = block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h))))))
+            torch.testing.assert_close(block(h), expected, rtol=0, atol=0)
+    assert all(b.downsample is None for stage in (plain.layer1, plain.layer2, plain.layer3) for b in stage)
+
+
+def test_plain_networks_are_post_activation_only():
+    with pytest.raises(ValueError, match="plain networks, not pre-activation ones"):
+        mc.create_model("resnet20", shortcut="none", preact=True)

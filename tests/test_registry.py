@@ -1,10 +1,19 @@
 """The registry: names, metadata, and the errors a user gets for bad names and bad arguments."""
 
+import importlib
+import inspect
+import pkgutil
+import typing
+from pathlib import Path
+
 import pytest
 import torch
 
 import moderncnn as mc
+import moderncnn.models
 from moderncnn import registry
+from moderncnn.errors import ModelError
+from moderncnn.models import ModelInfo, _registry
 
 # The public surface promised by the model-zoo issue; a rename or a lost network fails here.
 EXPECTED = {
@@ -13,6 +22,7 @@ EXPECTED = {
     "vgg": {"vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg_d2l"},
     "nin": {"nin"},
     "googlenet": {"googlenet_d2l", "googlenet", "googlenet_uva"},
+    "inception": {"inception_bn", "inception_v3"},
     "resnet": {
         *(f"resnet{d}" for d in (18, 34, 50, 101, 152)),
         "resnet18_d2l",
@@ -113,3 +123,57 @@ def test_model_carries_its_info_and_fixed_size_networks_record_the_built_size():
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="expects 32x32 inputs"):
         net(torch.zeros(2, 1, 28, 28))
+
+
+def test_an_unknown_option_is_a_model_error_that_names_the_valid_ones():
+    with pytest.raises(ModelError, match=r"resnet20: unexpected keyword argument 'widht'; did you mean 'widths'\? "
+                       r"valid options: final_norm, init_mode, layers, preact, shortcut, widths$"):  # fmt: skip
+        mc.create_model("resnet20", widht=2)
+    # The architecture a builder fixes is not an option: torchvision's ResNet-18 takes its blocks from its name.
+    with pytest.raises(ModelError, match="resnet18: unexpected keyword argument 'layers'; valid options: "):
+        mc.create_model("resnet18", layers=[1, 1, 1, 1])
+
+
+def test_a_type_error_inside_a_builder_is_a_bug_and_keeps_its_traceback(monkeypatch):
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+
+    @registry.register_model(family="resnet", variant="cifar", input_size=32, min_input_size=1, in_channels=3,
+                             classifier="fc", feature_layer="layer3", source="a test")  # fmt: skip
+    def broken_net(**kwargs) -> torch.nn.Module:
+        return torch.nn.Linear(2, 2, widht=3)  # a bug in the builder, not in the caller's options
+
+    with pytest.raises(TypeError, match="widht") as caught:
+        mc.create_model("broken_net")
+    assert not isinstance(caught.value, ValueError)
+    assert any(entry.name == "broken_net" for entry in caught.traceback)
+
+
+@pytest.mark.parametrize("name", mc.list_models())
+def test_every_option_the_registry_names_is_accepted(name):
+    """Each option at its class's default value builds (on the meta device: shapes only, no memory)."""
+    _, builder, options = registry._lookup(name)
+    target = inspect.signature(typing.get_type_hints(builder)["return"]).parameters
+    assert options and {"num_classes", "in_channels"} <= options
+    for option in sorted(options - {"num_classes", "in_channels"}):
+        with torch.device("meta"):
+            mc.create_model(name, **{option: target[option].default})
+
+
+def test_every_fact_table_entry_is_a_registered_network_and_back():
+    tables = {}
+    for module in pkgutil.iter_modules(moderncnn.models.__path__):
+        tables.update(getattr(importlib.import_module(f"moderncnn.models.{module.name}"), "default_cfgs", {}))
+    assert sorted(tables) == sorted(mc.list_models())
+    for name, facts in tables.items():
+        assert mc.get_model_info(name) == ModelInfo(name=name, **facts)
+
+
+def test_every_error_raised_in_the_models_and_the_registry_is_a_model_error():
+    with pytest.raises(ModelError):
+        mc.create_model("resnet20", shortcut="identity")
+    with pytest.raises(ModelError):
+        mc.list_models("resnets")
+    with pytest.raises(ModelError):
+        mc.create_model("lenet")(torch.zeros(1, 3, 28, 28))
+    sources = [p.read_text() for p in Path(moderncnn.models.__file__).parent.glob("*.py")]
+    assert not any("raise ValueError" in text for text in sources)

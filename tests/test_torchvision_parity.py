@@ -39,11 +39,22 @@ def test_googlenet_with_auxiliary_heads_matches_in_training_mode():
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_googlenet_transform_input_matches():
-    reference = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=True)
-    ours = mc.create_model("googlenet", num_classes=1000, transform_input=True)
+def test_inception_v3_with_auxiliary_head_matches_in_training_mode():
+    kwargs = {"aux_logits": True, "dropout": 0.0}
+    reference = torchvision.models.inception_v3(weights=None, num_classes=1000, init_weights=True, **kwargs).train()
+    ours = mc.create_model("inception_v3", num_classes=1000, **kwargs).train()
     load_torchvision_weights(ours, reference.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 299, 299)  # the auxiliary head needs the full size
+    for got, want in zip(ours(x), reference(x), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "size"), [("googlenet", 64), ("inception_v3", 80)])
+def test_googlenet_transform_input_matches(name, size):
+    reference = torchvision_model(name, transform_input=True)
+    ours = mc.create_model(name, num_classes=1000, transform_input=True)
+    load_torchvision_weights(ours, reference.state_dict())
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(x), reference.eval()(x), rtol=0, atol=1e-5)
 

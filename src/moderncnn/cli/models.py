@@ -10,7 +10,9 @@ from moderncnn.cli.options import shape
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("models", help="list the registered networks with parameters and FLOPs")
-    p.add_argument("--family", help="only this family (lenet, alexnet, vgg, nin, googlenet, resnet, densenet, ...)")
+    p.add_argument(
+        "--family", help="only this family (lenet, alexnet, vgg, nin, googlenet, inception, resnet, densenet)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_models)
 

@@ -177,7 +177,8 @@ class TrainConfig:
             if not supports_pretrained(self.model):
                 raise ConfigError(
                     f"torchvision has no ImageNet weights for {self.model}; --pretrained works with the torchvision "
-                    "networks (alexnet, vgg*, googlenet, resnet18-152, densenet121-201), or give a weights file path"
+                    "networks (alexnet, vgg*, googlenet, inception_v3, resnet18-152, densenet121-201), or give a "
+                    "weights file path"
                 )
         return self
 
@@ -220,6 +221,7 @@ _BY_MODEL = {
     "vgg_d2l": {"batch_size": 128, "lr": 0.05, "resize": 224, "model_kwargs": {"width_ratio": 4}},
     "nin": {"batch_size": 128, "lr": 0.1, "resize": 224},
     "googlenet_d2l": {"batch_size": 128, "lr": 0.1, "resize": 96},
+    "inception_bn": {"batch_size": 128, "lr": 0.1, "resize": 96},  # as googlenet_d2l: same input and stage layout
     "resnet18_d2l": {"batch_size": 256, "lr": 0.05, "resize": 96},
     "densenet_d2l": {"batch_size": 256, "lr": 0.1, "resize": 96},
     "googlenet_uva": {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.0, "weight_decay": 1e-4},

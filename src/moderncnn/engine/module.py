@@ -91,16 +91,21 @@ class ImageClassifier(L.LightningModule):
         return self.net(x)
 
     def _logits(self, x: Tensor) -> Tensor:
+        return self._outputs(x)[0]
+
+    def _outputs(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.net(x)
-        # GoogLeNet with auxiliary heads returns (logits, aux2, aux1) in training; the loss uses the logits only.
-        return out[0] if isinstance(out, tuple) else out
+        # A network with auxiliary classifiers returns (logits, *aux_logits) in training mode, logits alone in eval.
+        return (out[0], [a for a in out[1:] if a is not None]) if isinstance(out, tuple) else (out, [])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        logits = self._logits(x)
+        logits, aux = self._outputs(x)
         loss = self.loss(logits, y)
+        if aux:  # the auxiliary losses, weighted as the network's paper says (the registry's aux_loss_weight)
+            loss = loss + self.net.info.aux_loss_weight * sum(self.loss(a, y) for a in aux)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "

@@ -1,11 +1,50 @@
-"""The networks, one module per family; importing this package registers all of them."""
+"""The networks, one module per family, and the registry that names them.
+
+Importing this package imports every family module, and each registers its networks; the registry itself lives in
+``_registry.py``, which imports nothing of the package, so a family module can import it without a cycle.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from moderncnn.errors import ModelError
-from moderncnn.models import alexnet, densenet, googlenet, lenet, nin, resnet, resnet_cifar, vgg  # noqa: F401
+from moderncnn.models import (  # noqa: F401  (imported for their registrations)
+    alexnet,
+    densenet,
+    googlenet,
+    inception,
+    inception_bn,
+    lenet,
+    nin,
+    resnet,
+    resnet_cifar,
+    vgg,
+)
+from moderncnn.models._registry import (
+    FAMILIES,
+    VARIANTS,
+    InputCheck,
+    ModelInfo,
+    create_model,
+    get_model_info,
+    list_families,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "FAMILIES",
+    "VARIANTS",
+    "InputCheck",
+    "ModelInfo",
+    "create_model",
+    "get_model_info",
+    "list_families",
+    "list_models",
+    "load_torchvision_weights",
+    "register_model",
+]
 
 
 def load_torchvision_weights(model: nn.Module, state_dict: dict) -> nn.Module:

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import conv_output_size, dense_head
-from moderncnn.registry import register_model
 
 # (out_channels, kernel, stride, padding) per convolution; "M" is a 3x3 stride-2 max pool.
 ConvCfg = list[tuple[int, int, int, int] | str]
@@ -84,28 +84,38 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-@register_model(
-    family="alexnet",
-    variant="textbook",
-    input_size=224,
-    min_input_size=65,
-    in_channels=1,
-    classifier="20",
-    fixed_input_size=True,
-    source="Krizhevsky et al. 2012; Dive into Deep Learning 8.1",
-)
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share, then each network's own."""
+    return {"family": "alexnet", "input_size": 224, **facts}
+
+
+# The registry's facts. ``feature_layer``: the last max pool of the trunk, whose map is flattened or pooled to 6x6.
+default_cfgs = {
+    "alexnet_d2l": _cfg(
+        variant="textbook",
+        min_input_size=65,
+        in_channels=1,
+        classifier="20",
+        feature_layer="12",
+        fixed_input_size=True,
+        source="Krizhevsky et al. 2012; Dive into Deep Learning 8.1",
+    ),
+    "alexnet": _cfg(
+        variant="torchvision",
+        min_input_size=63,
+        in_channels=3,
+        classifier="classifier.6",
+        feature_layer="features",
+        source="Krizhevsky 2014, 'One weird trick'; torchvision.models.alexnet",
+    ),
+}
+
+
+@register_model
 def alexnet_d2l(**kwargs) -> AlexNetD2L:
     return AlexNetD2L(**kwargs)
 
 
-@register_model(
-    family="alexnet",
-    variant="torchvision",
-    input_size=224,
-    min_input_size=63,
-    in_channels=3,
-    classifier="classifier.6",
-    source="Krizhevsky 2014, 'One weird trick'; torchvision.models.alexnet",
-)
+@register_model
 def alexnet(**kwargs) -> AlexNet:
     return AlexNet(**kwargs)

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import init_kaiming
-from moderncnn.registry import register_model
 
 
 class DenseLayer(nn.Module):
@@ -145,73 +145,89 @@ class DenseNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-# (growth rate, dense layers per block, stem channels) of torchvision's DenseNets.
-CONFIGS = {
-    121: (32, (6, 12, 24, 16), 64),
-    161: (48, (6, 12, 36, 24), 96),
-    169: (32, (6, 12, 32, 32), 64),
-    201: (32, (6, 12, 48, 32), 64),
+# The arguments of each registered DenseNet: torchvision's four (growth rate, dense layers per block, stem channels),
+# the textbook's (plain layers, convolutions with bias) and the UvA tutorial's DenseNet-BC for 32 px images.
+ARCHS = {
+    "densenet121": {"growth_rate": 32, "block_config": (6, 12, 24, 16), "num_init_features": 64},
+    "densenet161": {"growth_rate": 48, "block_config": (6, 12, 36, 24), "num_init_features": 96},
+    "densenet169": {"growth_rate": 32, "block_config": (6, 12, 32, 32), "num_init_features": 64},
+    "densenet201": {"growth_rate": 32, "block_config": (6, 12, 48, 32), "num_init_features": 64},
+    "densenet_d2l": {
+        "growth_rate": 32,
+        "block_config": (4, 4, 4, 4),
+        "num_init_features": 64,
+        "bn_size": None,
+        "bias": True,
+    },
+    "densenet_uva": {
+        "growth_rate": 16,
+        "block_config": (6, 6, 6, 6),
+        "num_init_features": 32,
+        "bn_size": 2,
+        "stem": "cifar",
+    },
 }
 
 
-def _densenet(depth: int, **kwargs) -> DenseNet:
-    growth_rate, block_config, num_init_features = CONFIGS[depth]
-    return DenseNet(growth_rate, block_config, num_init_features, **kwargs)
+def _densenet(name: str, **kwargs) -> DenseNet:
+    return DenseNet(**{**ARCHS[name], **kwargs})
 
 
-def _register_tv(depth: int):
-    return register_model(
-        family="densenet",
-        variant="torchvision",
-        input_size=224,
-        min_input_size=29,
-        in_channels=3,
-        classifier="classifier",
-        source=f"Huang et al. 2017 (DenseNet-BC-{depth}); torchvision.models.densenet{depth}",
-    )
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share (the torchvision ones' by default), then each network's own."""
+    return {
+        "family": "densenet",
+        "variant": "torchvision",
+        "input_size": 224,
+        "min_input_size": 29,
+        "in_channels": 3,
+        "classifier": "classifier",
+        "feature_layer": "features.norm5",
+        **facts,
+    }
 
 
-@_register_tv(121)
+# The registry's facts. ``feature_layer``: the BatchNorm after the last dense block (the forward applies a ReLU to
+# its output, then global average pooling).
+default_cfgs = {
+    "densenet121": _cfg(source="Huang et al. 2017 (DenseNet-BC-121); torchvision.models.densenet121"),
+    "densenet161": _cfg(source="Huang et al. 2017 (DenseNet-BC-161); torchvision.models.densenet161"),
+    "densenet169": _cfg(source="Huang et al. 2017 (DenseNet-BC-169); torchvision.models.densenet169"),
+    "densenet201": _cfg(source="Huang et al. 2017 (DenseNet-BC-201); torchvision.models.densenet201"),
+    "densenet_d2l": _cfg(
+        variant="textbook", input_size=96, in_channels=1, source="Huang et al. 2017; Dive into Deep Learning 8.7"
+    ),
+    "densenet_uva": _cfg(
+        variant="cifar", input_size=32, min_input_size=8, source="UvA deep learning tutorial 5 (Lippe 2022), DenseNet"
+    ),
+}
+
+
+@register_model
 def densenet121(**kwargs) -> DenseNet:
-    return _densenet(121, **kwargs)
+    return _densenet("densenet121", **kwargs)
 
 
-@_register_tv(161)
+@register_model
 def densenet161(**kwargs) -> DenseNet:
-    return _densenet(161, **kwargs)
+    return _densenet("densenet161", **kwargs)
 
 
-@_register_tv(169)
+@register_model
 def densenet169(**kwargs) -> DenseNet:
-    return _densenet(169, **kwargs)
+    return _densenet("densenet169", **kwargs)
 
 
-@_register_tv(201)
+@register_model
 def densenet201(**kwargs) -> DenseNet:
-    return _densenet(201, **kwargs)
+    return _densenet("densenet201", **kwargs)
 
 
-@register_model(
-    family="densenet",
-    variant="textbook",
-    input_size=96,
-    min_input_size=29,
-    in_channels=1,
-    classifier="classifier",
-    source="Huang et al. 2017; Dive into Deep Learning 8.7",
-)
+@register_model
 def densenet_d2l(**kwargs) -> DenseNet:
-    return DenseNet(growth_rate=32, block_config=(4, 4, 4, 4), num_init_features=64, bn_size=None, bias=True, **kwargs)
+    return _densenet("densenet_d2l", **kwargs)
 
 
-@register_model(
-    family="densenet",
-    variant="cifar",
-    input_size=32,
-    min_input_size=8,
-    in_channels=3,
-    classifier="classifier",
-    source="UvA deep learning tutorial 5 (Lippe 2022), DenseNet",
-)
+@register_model
 def densenet_uva(**kwargs) -> DenseNet:
-    return DenseNet(growth_rate=16, block_config=(6, 6, 6, 6), num_init_features=32, bn_size=2, stem="cifar", **kwargs)
+    return _densenet("densenet_uva", **kwargs)

@@ -10,7 +10,8 @@ larger kernels reduce the channel count first, which keeps the block cheap.
   compatibility: BatchNorm (eps 1e-3) after every convolution, the "5x5" branch uses a 3x3 kernel,
   max pools use ``ceil_mode``, and dropout 0.2 before the classifier. The two auxiliary classifiers are
   optional (``aux_logits=True``; off by default); with them, training-mode forward returns a
-  ``GoogLeNetOutputs(logits, aux_logits2, aux_logits1)`` tuple as torchvision does. ``transform_input``
+  ``GoogLeNetOutputs(logits, aux_logits2, aux_logits1)`` tuple as torchvision does, and the training engine adds
+  their losses weighted by 0.3, the paper's weight (the registry's ``aux_loss_weight``). ``transform_input``
   re-normalises ImageNet-normalised input the way torchvision's pretrained weights expect.
 * ``googlenet_uva``: the small GoogLeNet of the UvA deep-learning tutorial 5 for 32 px CIFAR images: a
   3x3 stem of 64 channels, eight small Inception blocks with BatchNorm (convolutions keep their bias, as
@@ -28,8 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
-from moderncnn.models.layers import ConvBNAct, init_kaiming
-from moderncnn.registry import register_model
+from moderncnn.models._registry import register_model
+from moderncnn.models.layers import ConvBNAct, imagenet_to_inception, init_kaiming
 
 ConvFactory = Callable[..., nn.Module]
 
@@ -166,15 +167,9 @@ class GoogLeNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
 
-    def _transform_input(self, x: Tensor) -> Tensor:
-        # Map ImageNet mean/std normalisation to the (x - 0.5) / 0.5 one the original weights were trained on.
-        mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        return (x * std + mean - 0.5) / 0.5
-
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
         if self.transform_input:
-            x = self._transform_input(x)
+            x = imagenet_to_inception(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
@@ -231,40 +226,52 @@ class GoogLeNetUvA(nn.Sequential):
         init_kaiming(self, mode="fan_in")
 
 
-@register_model(
-    family="googlenet",
-    variant="textbook",
-    input_size=96,
-    min_input_size=1,
-    in_channels=1,
-    classifier="fc",
-    source="Szegedy et al. 2015; Dive into Deep Learning 8.4",
-)
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share, then each network's own."""
+    return {"family": "googlenet", "min_input_size": 1, "classifier": "fc", **facts}
+
+
+# The registry's facts. ``feature_layer``: the last Inception block (5b), whose map global pooling averages.
+default_cfgs = {
+    "googlenet_d2l": _cfg(
+        variant="textbook",
+        input_size=96,
+        in_channels=1,
+        feature_layer="b5.1",
+        source="Szegedy et al. 2015; Dive into Deep Learning 8.4",
+    ),
+    "googlenet": _cfg(
+        variant="torchvision",
+        input_size=224,
+        min_input_size=15,
+        in_channels=3,
+        feature_layer="inception5b",
+        # "During training, their loss gets added to the total loss of the network with a discount weight (the
+        # losses of the auxiliary classifiers were weighted by 0.3)" (Szegedy et al. 2015, section 5).
+        aux_loss_weight=0.3,
+        source="Szegedy et al. 2015; torchvision.models.googlenet",
+    ),
+    "googlenet_uva": _cfg(
+        variant="cifar",
+        input_size=32,
+        in_channels=3,
+        classifier="head.2",
+        feature_layer="blocks",
+        source="UvA deep learning tutorial 5 (Lippe 2022), GoogleNet",
+    ),
+}
+
+
+@register_model
 def googlenet_d2l(**kwargs) -> GoogLeNetD2L:
     return GoogLeNetD2L(**kwargs)
 
 
-@register_model(
-    family="googlenet",
-    variant="torchvision",
-    input_size=224,
-    min_input_size=15,
-    in_channels=3,
-    classifier="fc",
-    source="Szegedy et al. 2015; torchvision.models.googlenet",
-)
+@register_model
 def googlenet(**kwargs) -> GoogLeNet:
     return GoogLeNet(**kwargs)
 
 
-@register_model(
-    family="googlenet",
-    variant="cifar",
-    input_size=32,
-    min_input_size=1,
-    in_channels=3,
-    classifier="head.2",
-    source="UvA deep learning tutorial 5 (Lippe 2022), GoogleNet",
-)
+@register_model
 def googlenet_uva(**kwargs) -> GoogLeNetUvA:
     return GoogLeNetUvA(**kwargs)

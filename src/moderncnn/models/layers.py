@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+# ImageNet's per-channel mean and standard deviation (RGB), with which torchvision's pretrained weights were trained.
+from moderncnn.constants import IMAGENET_MEAN, IMAGENET_STD
+
 
 class ConvBNAct(nn.Module):
     """``Conv2d`` → optional ``BatchNorm2d`` → optional ReLU: the unit GoogLeNet and friends are made of.
@@ -14,13 +17,13 @@ class ConvBNAct(nn.Module):
     Args:
         in_channels: input channels.
         out_channels: output channels.
-        kernel_size: square kernel side.
+        kernel_size: kernel side, or (height, width) for Inception-v3's 1x7 and 7x1 kernels.
         stride: convolution stride.
-        padding: zero padding; ``None`` keeps the spatial size (``kernel_size // 2``).
+        padding: zero padding; ``None`` keeps the spatial size (``kernel_size // 2``, square kernels).
         norm: add a BatchNorm after the convolution.
         bias: give the convolution a bias; ``None`` means "only without BatchNorm", which is the usual choice
             (a bias before BatchNorm is cancelled by its mean subtraction; the UvA tutorial keeps it anyway).
-        bn_eps: BatchNorm epsilon (torchvision's GoogLeNet uses 1e-3).
+        bn_eps: BatchNorm epsilon (torchvision's GoogLeNet and Inception-v3 use 1e-3).
         act: apply a ReLU at the end.
     """
 
@@ -28,9 +31,9 @@ class ConvBNAct(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
+        kernel_size: int | tuple[int, int],
         stride: int = 1,
-        padding: int | None = None,
+        padding: int | tuple[int, int] | None = None,
         *,
         norm: bool = True,
         bias: bool | None = None,
@@ -51,6 +54,16 @@ class ConvBNAct(nn.Module):
         if self.act is not None:
             x = self.act(x)
         return x
+
+
+def imagenet_to_inception(x: Tensor) -> Tensor:
+    """Map ImageNet mean/std normalised RGB to the ``(x - 0.5) / 0.5`` scaling that Google's GoogLeNet and
+    Inception-v3 weights were trained on (torchvision's ``transform_input``)."""
+    # (x * std + mean - 0.5) / 0.5, with the constants folded in Python as torchvision does: the same float32
+    # rounding, which matters for Inception-v3's randomly initialised logits in the thousands.
+    scale = x.new_tensor([s / 0.5 for s in IMAGENET_STD]).view(1, 3, 1, 1)
+    shift = x.new_tensor([(m - 0.5) / 0.5 for m in IMAGENET_MEAN]).view(1, 3, 1, 1)
+    return x * scale + shift
 
 
 def dense_head(in_features: int, num_classes: int, dropout: float = 0.5, hidden: int = 4096) -> list[nn.Module]:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from torch import nn
 
 from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import conv_output_size
-from moderncnn.registry import register_model
 
 
 class LeNet(nn.Sequential):
@@ -58,16 +58,31 @@ class LeNet(nn.Sequential):
         )
 
 
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share, then each network's own."""
+    return {
+        "family": "lenet",
+        "variant": "textbook",
+        "input_size": 28,
+        "in_channels": 1,
+        "fixed_input_size": True,
+        **facts,
+    }
+
+
+# The registry's facts. ``feature_layer`` is the second average pool, the last map before ``Flatten``.
 _SOURCE = "LeCun et al. 1998; Dive into Deep Learning"
+default_cfgs = {
+    "lenet": _cfg(min_input_size=12, classifier="11", feature_layer="5", source=f"{_SOURCE} 7.6"),
+    "lenet_bn": _cfg(min_input_size=16, classifier="15", feature_layer="7", source=f"{_SOURCE} 8.5 (BatchNorm)"),
+}
 
 
-@register_model(family="lenet", variant="textbook", input_size=28, min_input_size=12, in_channels=1,
-                classifier="11", fixed_input_size=True, source=f"{_SOURCE} 7.6")  # fmt: skip
+@register_model
 def lenet(**kwargs) -> LeNet:
     return LeNet(**kwargs)
 
 
-@register_model(family="lenet", variant="textbook", input_size=28, min_input_size=16, in_channels=1,
-                classifier="15", fixed_input_size=True, source=f"{_SOURCE} 8.5 (BatchNorm)")  # fmt: skip
+@register_model
 def lenet_bn(**kwargs) -> LeNet:
-    return LeNet(batch_norm=True, **kwargs)
+    return LeNet(**{"batch_norm": True, **kwargs})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from moderncnn.registry import register_model
+from moderncnn.models._registry import register_model
 
 
 def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
@@ -44,14 +44,21 @@ class NiN(nn.Sequential):
         )
 
 
-@register_model(
-    family="nin",
-    variant="textbook",
-    input_size=224,
-    min_input_size=67,
-    in_channels=1,
-    classifier="7.4",
-    source="Lin et al. 2014; Dive into Deep Learning 8.3",
-)
+# The registry's facts. ``feature_layer``: the class block, one map per class that global pooling averages.
+default_cfgs = {
+    "nin": {
+        "family": "nin",
+        "variant": "textbook",
+        "input_size": 224,
+        "min_input_size": 67,
+        "in_channels": 1,
+        "classifier": "7.4",
+        "feature_layer": "7",
+        "source": "Lin et al. 2014; Dive into Deep Learning 8.3",
+    },
+}
+
+
+@register_model
 def nin(**kwargs) -> NiN:
     return NiN(**kwargs)

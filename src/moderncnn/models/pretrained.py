@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 from moderncnn.errors import ModelError
-from moderncnn.registry import get_model_info
+from moderncnn.models._registry import get_model_info
 
 IMAGENET = "imagenet"
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-# Parts of a torchvision network that ours may be built without: GoogLeNet's auxiliary classifiers.
-OPTIONAL_HEADS = ("aux1", "aux2")
+# Parts of a torchvision network that ours may be built without: GoogLeNet's and Inception-v3's auxiliary classifiers.
+OPTIONAL_HEADS = ("aux1", "aux2", "AuxLogits")
 
 
 @dataclass
@@ -56,7 +54,7 @@ def pretrained_state_dict(name: str, source: str) -> dict[str, torch.Tensor]:
         if not supports_pretrained(name):
             raise ModelError(
                 f"torchvision has no ImageNet weights for {name}; pretrained weights exist for the torchvision "
-                "networks (alexnet, vgg*, googlenet, resnet18-152, densenet121-201)"
+                "networks (alexnet, vgg*, googlenet, inception_v3, resnet18-152, densenet121-201)"
             )
         import torchvision
 

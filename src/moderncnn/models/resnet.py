@@ -22,8 +22,8 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import init_kaiming
-from moderncnn.registry import register_model
 
 
 class BasicBlock(nn.Module):
@@ -194,51 +194,63 @@ def _resnet(depth: int, **kwargs) -> ResNet:
     return ResNet(BasicBlock if depth < 50 else Bottleneck, LAYERS[depth], **kwargs)
 
 
-def _register_tv(depth: int):
-    return register_model(
-        family="resnet",
-        variant="torchvision",
-        input_size=224,
-        min_input_size=1,
-        in_channels=3,
-        classifier="fc",
-        source=f"He et al. 2016 (ResNet-{depth}); torchvision.models.resnet{depth}",
-    )
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share (the torchvision ones' by default), then each network's own."""
+    return {
+        "family": "resnet",
+        "variant": "torchvision",
+        "input_size": 224,
+        "min_input_size": 1,
+        "in_channels": 3,
+        "classifier": "fc",
+        "feature_layer": "layer4",
+        **facts,
+    }
 
 
-@_register_tv(18)
+# The registry's facts. ``feature_layer``: the last stage of residual blocks, before global average pooling.
+default_cfgs = {
+    "resnet18": _cfg(source="He et al. 2016 (ResNet-18); torchvision.models.resnet18"),
+    "resnet34": _cfg(source="He et al. 2016 (ResNet-34); torchvision.models.resnet34"),
+    "resnet50": _cfg(source="He et al. 2016 (ResNet-50); torchvision.models.resnet50"),
+    "resnet101": _cfg(source="He et al. 2016 (ResNet-101); torchvision.models.resnet101"),
+    "resnet152": _cfg(source="He et al. 2016 (ResNet-152); torchvision.models.resnet152"),
+    "resnet18_d2l": _cfg(
+        variant="textbook",
+        input_size=96,
+        in_channels=1,
+        classifier="last.2",
+        feature_layer="b5",
+        source="He et al. 2016; Dive into Deep Learning 8.6",
+    ),
+}
+
+
+@register_model
 def resnet18(**kwargs) -> ResNet:
     return _resnet(18, **kwargs)
 
 
-@_register_tv(34)
+@register_model
 def resnet34(**kwargs) -> ResNet:
     return _resnet(34, **kwargs)
 
 
-@_register_tv(50)
+@register_model
 def resnet50(**kwargs) -> ResNet:
     return _resnet(50, **kwargs)
 
 
-@_register_tv(101)
+@register_model
 def resnet101(**kwargs) -> ResNet:
     return _resnet(101, **kwargs)
 
 
-@_register_tv(152)
+@register_model
 def resnet152(**kwargs) -> ResNet:
     return _resnet(152, **kwargs)
 
 
-@register_model(
-    family="resnet",
-    variant="textbook",
-    input_size=96,
-    min_input_size=1,
-    in_channels=1,
-    classifier="last.2",
-    source="He et al. 2016; Dive into Deep Learning 8.6",
-)
+@register_model
 def resnet18_d2l(**kwargs) -> ResNetD2L:
     return ResNetD2L(D2L_ARCHS[18], **kwargs)

@@ -11,6 +11,8 @@ Shortcuts where the shape changes:
 * ``"projection"`` (option B): a strided 1x1 convolution with BatchNorm (before it, in a pre-activation
   network: BatchNorm, ReLU, then the 1x1 convolution, as the UvA tutorial does).
 * ``"conv"``: a strided 1x1 convolution with a bias and no BatchNorm, as the UvA tutorial's plain ResNet.
+* ``"none"``: no shortcuts at all, in any block: the paper's "plain" networks (plain-20 ... plain-110, section 4.2
+  and Fig. 6), whose training error grows with depth; the same layers and parameters as option A.
 
 ``preact=True`` builds the pre-activation network of He et al., "Identity mappings in deep residual
 networks" (2016): pre-activation blocks, a bare convolution as the stem, and BatchNorm + ReLU before
@@ -25,11 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import init_kaiming
 from moderncnn.models.resnet import BasicBlock, PreActBlock
-from moderncnn.registry import register_model
 
-SHORTCUTS = ("zeropad", "projection", "conv")
+SHORTCUTS = ("zeropad", "projection", "conv", "none")
 
 
 class ZeroPadShortcut(nn.Module):
@@ -43,6 +45,13 @@ class ZeroPadShortcut(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+
+
+class PlainBlock(BasicBlock):
+    """A :class:`BasicBlock` without its shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))))``, a plain net's block."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
 
 
 def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, preact: bool) -> nn.Module:
@@ -66,7 +75,7 @@ class CifarResNet(nn.Module):
         num_classes: number of output logits.
         in_channels: input channels.
         preact: use pre-activation blocks.
-        shortcut: ``"zeropad"``, ``"projection"`` or ``"conv"``.
+        shortcut: ``"zeropad"``, ``"projection"``, ``"conv"`` or ``"none"`` (a plain network).
         final_norm: BatchNorm + ReLU before the pooling in a pre-activation network (default: ``preact``).
         init_mode: Kaiming initialisation mode (``"fan_out"``; the UvA tutorial uses ``"fan_in"``).
     """
@@ -85,6 +94,8 @@ class CifarResNet(nn.Module):
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise ModelError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+        if shortcut == "none" and preact:
+            raise ModelError("shortcut='none' builds the paper's plain networks, not pre-activation ones; drop preact")
         final_norm = preact if final_norm is None else final_norm
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         # A pre-activation network's first block normalises its own input, so the stem is a bare convolution.
@@ -93,8 +104,11 @@ class CifarResNet(nn.Module):
         c_in = widths[0]
         for i, (num_blocks, width) in enumerate(zip(layers, widths, strict=True)):
             stride = 1 if i == 0 else 2
-            downsample = None if stride == 1 and c_in == width else make_shortcut(shortcut, c_in, width, stride, preact)
-            block = PreActBlock if preact else BasicBlock
+            same_shape = stride == 1 and c_in == width
+            downsample = (
+                None if same_shape or shortcut == "none" else make_shortcut(shortcut, c_in, width, stride, preact)
+            )
+            block = PreActBlock if preact else PlainBlock if shortcut == "none" else BasicBlock
             blocks = [block(c_in, width, stride, downsample)] + [block(width, width) for _ in range(1, num_blocks)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             c_in = width
@@ -117,70 +131,69 @@ class CifarResNet(nn.Module):
 
 def _cifar_resnet(depth: int, **kwargs) -> CifarResNet:
     n = (depth - 2) // 6
-    return CifarResNet(layers=(n, n, n), **kwargs)
+    return CifarResNet(**{"layers": (n, n, n), **kwargs})
 
 
-def _register(depth: int):
-    return register_model(
-        family="resnet",
-        variant="cifar",
-        input_size=32,
-        min_input_size=1,
-        in_channels=3,
-        classifier="fc",
-        source=f"He et al. 2016, section 4.2 (ResNet-{depth} for CIFAR-10)",
-    )
+def _cfg(**facts) -> dict:
+    """The facts the family's CIFAR networks share, then each network's own."""
+    return {
+        "family": "resnet",
+        "variant": "cifar",
+        "input_size": 32,
+        "min_input_size": 1,
+        "in_channels": 3,
+        "classifier": "fc",
+        "feature_layer": "layer3",
+        **facts,
+    }
 
 
-@_register(20)
+# The registry's facts. ``feature_layer``: the third and last stage (8x8 at 32 px), before global average pooling.
+_UVA = "UvA deep learning tutorial 5 (Lippe 2022)"
+default_cfgs = {
+    "resnet20": _cfg(source="He et al. 2016, section 4.2 (ResNet-20 for CIFAR-10)"),
+    "resnet32": _cfg(source="He et al. 2016, section 4.2 (ResNet-32 for CIFAR-10)"),
+    "resnet44": _cfg(source="He et al. 2016, section 4.2 (ResNet-44 for CIFAR-10)"),
+    "resnet56": _cfg(source="He et al. 2016, section 4.2 (ResNet-56 for CIFAR-10)"),
+    "resnet110": _cfg(source="He et al. 2016, section 4.2 (ResNet-110 for CIFAR-10)"),
+    "resnet_uva": _cfg(source=f"{_UVA}, ResNet"),
+    "preact_resnet_uva": _cfg(
+        source=f"{_UVA}, PreActResNet; He et al. 2016, 'Identity mappings in deep residual networks'"
+    ),
+}
+
+
+@register_model
 def resnet20(**kwargs) -> CifarResNet:
     return _cifar_resnet(20, **kwargs)
 
 
-@_register(32)
+@register_model
 def resnet32(**kwargs) -> CifarResNet:
     return _cifar_resnet(32, **kwargs)
 
 
-@_register(44)
+@register_model
 def resnet44(**kwargs) -> CifarResNet:
     return _cifar_resnet(44, **kwargs)
 
 
-@_register(56)
+@register_model
 def resnet56(**kwargs) -> CifarResNet:
     return _cifar_resnet(56, **kwargs)
 
 
-@_register(110)
+@register_model
 def resnet110(**kwargs) -> CifarResNet:
     return _cifar_resnet(110, **kwargs)
 
 
-_UVA = "UvA deep learning tutorial 5 (Lippe 2022)"
-
-
-@register_model(
-    family="resnet",
-    variant="cifar",
-    input_size=32,
-    min_input_size=1,
-    in_channels=3,
-    classifier="fc",
-    source=f"{_UVA}, ResNet",
-)
+@register_model
 def resnet_uva(**kwargs) -> CifarResNet:
-    return CifarResNet(shortcut="conv", init_mode="fan_in", **kwargs)
+    return CifarResNet(**{"shortcut": "conv", "init_mode": "fan_in", **kwargs})
 
 
-@register_model(
-    family="resnet",
-    variant="cifar",
-    input_size=32,
-    min_input_size=1,
-    in_channels=3,
-    classifier="fc",
-    source=f"{_UVA}, PreActResNet; He et al. 2016, 'Identity mappings in deep residual networks'",
-)
+@register_model
 def preact_resnet_uva(**kwargs) -> CifarResNet:
-    return CifarResNet(preact=True, shortcut="projection", final_norm=False, init_mode="fan_in", **kwargs)
+    uva = {"preact": True, "shortcut": "projection", "final_norm": False, "init_mode": "fan_in"}
+    return CifarResNet(**{**uva, **kwargs})

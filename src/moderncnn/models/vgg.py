@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
+from moderncnn.models._registry import register_model
 from moderncnn.models.layers import dense_head, init_kaiming
-from moderncnn.registry import register_model
 
 Arch = tuple[tuple[int, int], ...]
 
@@ -108,74 +108,88 @@ class VGGD2L(nn.Sequential):
         super().__init__(*blocks, nn.Flatten(), *dense_head(arch[-1][1] * side * side, num_classes, dropout))
 
 
+def _cfg(**facts) -> dict:
+    """The facts the family's networks share (the torchvision ones' by default), then each network's own."""
+    return {
+        "family": "vgg",
+        "variant": "torchvision",
+        "input_size": 224,
+        "min_input_size": 32,
+        "in_channels": 3,
+        "classifier": "classifier.6",
+        "feature_layer": "features",
+        **facts,
+    }
+
+
+# The registry's facts. ``feature_layer``: the trunk, up to the last block's max pool.
 _PAPER = "Simonyan & Zisserman 2015"
+default_cfgs = {
+    "vgg11": _cfg(source=f"{_PAPER} (config A); torchvision.models.vgg11"),
+    "vgg11_bn": _cfg(source=f"{_PAPER} (config A) + BatchNorm; torchvision.models.vgg11_bn"),
+    "vgg13": _cfg(source=f"{_PAPER} (config B); torchvision.models.vgg13"),
+    "vgg13_bn": _cfg(source=f"{_PAPER} (config B) + BatchNorm; torchvision.models.vgg13_bn"),
+    "vgg16": _cfg(source=f"{_PAPER} (config D); torchvision.models.vgg16"),
+    "vgg16_bn": _cfg(source=f"{_PAPER} (config D) + BatchNorm; torchvision.models.vgg16_bn"),
+    "vgg19": _cfg(source=f"{_PAPER} (config E); torchvision.models.vgg19"),
+    "vgg19_bn": _cfg(source=f"{_PAPER} (config E) + BatchNorm; torchvision.models.vgg19_bn"),
+    # The last of the default five blocks (a ``conv_arch`` of another length moves it).
+    "vgg_d2l": _cfg(
+        variant="textbook",
+        in_channels=1,
+        classifier="12",
+        feature_layer="4",
+        fixed_input_size=True,
+        source=f"{_PAPER}; Dive into Deep Learning 8.2",
+    ),
+}
 
 
-def _vgg(name: str, batch_norm: bool, **kwargs) -> VGG:
-    return VGG(CONV_ARCHS[name], batch_norm=batch_norm, **kwargs)
+def _vgg(name: str, batch_norm: bool, options: dict) -> VGG:
+    # The variant's batch_norm is a default, which an option may override.
+    return VGG(CONV_ARCHS[name], **{"batch_norm": batch_norm, **options})
 
 
-def _register_tv(**kwargs):
-    return register_model(
-        family="vgg",
-        variant="torchvision",
-        input_size=224,
-        min_input_size=32,
-        in_channels=3,
-        classifier="classifier.6",
-        **kwargs,
-    )
-
-
-@_register_tv(source=f"{_PAPER} (config A); torchvision.models.vgg11")
+@register_model
 def vgg11(**kwargs) -> VGG:
-    return _vgg("vgg11", False, **kwargs)
+    return _vgg("vgg11", False, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config A) + BatchNorm; torchvision.models.vgg11_bn")
+@register_model
 def vgg11_bn(**kwargs) -> VGG:
-    return _vgg("vgg11", True, **kwargs)
+    return _vgg("vgg11", True, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config B); torchvision.models.vgg13")
+@register_model
 def vgg13(**kwargs) -> VGG:
-    return _vgg("vgg13", False, **kwargs)
+    return _vgg("vgg13", False, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config B) + BatchNorm; torchvision.models.vgg13_bn")
+@register_model
 def vgg13_bn(**kwargs) -> VGG:
-    return _vgg("vgg13", True, **kwargs)
+    return _vgg("vgg13", True, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config D); torchvision.models.vgg16")
+@register_model
 def vgg16(**kwargs) -> VGG:
-    return _vgg("vgg16", False, **kwargs)
+    return _vgg("vgg16", False, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config D) + BatchNorm; torchvision.models.vgg16_bn")
+@register_model
 def vgg16_bn(**kwargs) -> VGG:
-    return _vgg("vgg16", True, **kwargs)
+    return _vgg("vgg16", True, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config E); torchvision.models.vgg19")
+@register_model
 def vgg19(**kwargs) -> VGG:
-    return _vgg("vgg19", False, **kwargs)
+    return _vgg("vgg19", False, kwargs)
 
 
-@_register_tv(source=f"{_PAPER} (config E) + BatchNorm; torchvision.models.vgg19_bn")
+@register_model
 def vgg19_bn(**kwargs) -> VGG:
-    return _vgg("vgg19", True, **kwargs)
+    return _vgg("vgg19", True, kwargs)
 
 
-@register_model(
-    family="vgg",
-    variant="textbook",
-    input_size=224,
-    min_input_size=32,
-    in_channels=1,
-    classifier="12",
-    fixed_input_size=True,
-    source=f"{_PAPER}; Dive into Deep Learning 8.2",
-)
+@register_model
 def vgg_d2l(**kwargs) -> VGGD2L:
     return VGGD2L(**kwargs)
