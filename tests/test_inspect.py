@@ -443,3 +443,11 @@ def test_cli_module_loads_nothing_heavy_and_lists_the_library_methods():
     code = f"import sys, moderncnn.commands_inspect; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_images_with_the_same_name_get_distinct_overlays():
+    from moderncnn.inspect.explain import file_stems
+
+    paths = [Path("a/cat/1.png"), Path("a/dog/1.png"), Path("b/dog/1.jpg"), Path("x/2.png")]
+    names = file_stems(paths)
+    assert names[:2] == ["cat_1", "dog_1"] and names[3] == "2" and len(set(names)) == 4

@@ -141,13 +141,14 @@ def add_parser(subparsers) -> None:
         description="Evaluate the loss on a fixed, seeded subset of the training split at weights + a*d1 (+ b*d2), "
         "d1 and d2 random directions normalised filter by filter to the trained weights (Li et al. 2018), "
         "BatchNorm statistics fixed. Writes a curve (--dim 1) or a contour plot (--dim 2) and the values as CSV "
-        "beside it. A 2-D landscape costs points^2 evaluations of the subset.",
+        "beside it. A 2-D landscape costs points^2 evaluations of the subset (resnet20: about 1 s per point of 256 "
+        "images on one CPU core).",
     )
     _checkpoint(p)
     p.add_argument("--dim", type=int, default=2, choices=[1, 2], help="1: a curve, 2: a contour plot (default: 2)")
-    p.add_argument("--points", type=int, default=21, help="points per axis, odd (default: 21)")
+    p.add_argument("--points", type=int, default=15, help="points per axis, odd (default: 15)")
     p.add_argument("--span", type=float, default=1.0, help="the grid runs from -S to S (default: 1.0)")
-    p.add_argument("--subset", type=int, default=512, help="training images the loss is averaged over (default: 512)")
+    p.add_argument("--subset", type=int, default=256, help="training images the loss is averaged over (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the directions and the subset (default: 0)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from torch import Tensor
@@ -39,15 +40,11 @@ class Explanation:
         return self.true_label is not None and self.true_label != self.label
 
 
-@dataclass
-class ExplainResult:
+class ExplainResult(NamedTuple):
     """What :func:`explain_images` returns; unpacks as ``explanations, failures = explain_images(...)``."""
 
     explanations: list[Explanation]
-    failures: list  # moderncnn.deploy.predict.Failure
-
-    def __iter__(self):
-        return iter((self.explanations, self.failures))
+    failures: list  # of moderncnn.deploy.predict.Failure: files that could not be read, and why
 
 
 def resolve_target(target: str | int | None, class_names: Sequence[str]) -> int | None:
@@ -79,7 +76,7 @@ def to_image_size(single: Tensor, height: int, width: int) -> Tensor:
 
 
 def plot_overlay(pixels: Tensor, heat: Tensor, out: str | Path, *, title: str, wrong: bool = False) -> Path:
-    """The image and the image under its heat map (scaled to its largest value), side by side."""
+    """The image and the image under its heat map (absolute values, scaled to the largest), side by side."""
     plt = pyplot()
     image = pixels.permute(1, 2, 0).squeeze(-1).numpy()
     shown = heat.abs() / heat.abs().max().clamp_min(1e-12)

@@ -171,9 +171,9 @@ def plot_run_landscape(
     out: str | Path,
     *,
     dim: int = 2,
-    points: int = 21,
+    points: int = 15,
     span: float = 1.0,
-    subset: int = 512,
+    subset: int = 256,
     seed: int = 0,
     batch_size: int = 256,
     device: str = "cpu",
@@ -206,6 +206,7 @@ def plot_run_landscape(
     net = net.to(_check_device(device))
     x, y = training_subset(hparams, subset, seed)
     coords = torch.linspace(-span, span, points)
+    coords[points // 2] = 0.0  # exactly the trained weights (linspace leaves ~1e-8 there)
     criterion = nn.CrossEntropyLoss(label_smoothing=hparams["config"].get("label_smoothing", 0.0))
     directions = random_directions(net, dim, seed)
     loss, accuracy = loss_surface(net, x, y, directions, coords, criterion=criterion, batch_size=batch_size)
