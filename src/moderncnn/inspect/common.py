@@ -1,0 +1,90 @@
+"""What every picture of a network needs: the run's network, its input images, and layers found by name.
+
+A run is loaded in one place (:func:`load`), so a change of loader is a one-line change. Images go through the
+run's own preprocessing (``moderncnn.deploy.predict``'s reader and the evaluation path of the training loader).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from moderncnn.errors import DataError, ModelError
+
+# A module whose output is no longer a map: a layer that contains one cannot be a spatial target.
+_COLLAPSING = (nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def load(run_or_ckpt: str | Path, checkpoint: str = "best") -> tuple[nn.Module, dict]:
+    """The network of a run (eval mode, CPU) and its hyper-parameters (see ``deploy.predict.load_run``)."""
+    from moderncnn.deploy.predict import load_run
+
+    net, hparams, _ = load_run(run_or_ckpt, checkpoint)
+    return net, hparams
+
+
+def preprocess(images: Tensor, hparams: dict) -> Tensor:
+    """uint8 images ``(N, C, H, W)`` as network input ``(N, C, S, S)``: normalised and resized as in evaluation."""
+    from moderncnn.data.augment import BatchAugment
+
+    augment = BatchAugment("none", mean=hparams["mean"], std=hparams["std"], resize=hparams["input_size"], train=False)
+    return torch.cat([augment(images[i : i + 256]) for i in range(0, len(images), 256)])
+
+
+def read_image(path: str | Path, hparams: dict) -> tuple[Tensor, Tensor]:
+    """An image file as the network reads it: ``(pixels, input)``, uint8 ``(C, H, W)`` and float ``(C, S, S)``.
+
+    Raises:
+        DataError: the file is missing or cannot be decoded.
+    """
+    from moderncnn.deploy.predict import _read, _Unreadable
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no image file at {path}; give the path of a PNG, JPEG or other image file")
+    try:
+        pixels = _read(path, hparams["in_channels"])
+    except _Unreadable as err:
+        raise DataError(f"{path}: {err}; give an image file PIL can read") from None
+    return pixels, preprocess(pixels[None], hparams)[0]
+
+
+def model_name(net: nn.Module) -> str:
+    """The registry name of a network built by ``create_model``, else its class name."""
+    info = getattr(net, "info", None)
+    return info.name if info is not None else type(net).__name__
+
+
+def find_layer(net: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted, as in ``named_modules``); a clear error naming the choices if none."""
+    try:
+        return net.get_submodule(name)
+    except AttributeError:
+        top = ", ".join(n for n, _ in net.named_children())
+        raise ModelError(
+            f"{model_name(net)} has no layer {name!r}; its top-level layers are {top} (dotted names reach inside, "
+            "e.g. layer4.1; `moderncnn features RUN --list` lists every layer)"
+        ) from None
+
+
+def default_layer(net: nn.Module) -> str:
+    """The layer attributions target by default: the last convolutional stage.
+
+    The registry's ``feature_layer`` when the network's info has one. Otherwise the rule: the last top-level child
+    that contains a ``Conv2d``; when that child also pools its maps away (a global pooling or a ``Flatten`` inside,
+    as the textbook GoogLeNet's last block), the same rule inside it.
+    """
+    name = getattr(getattr(net, "info", None), "feature_layer", None)
+    return name or _last_conv_stage(net, "")
+
+
+def _last_conv_stage(module: nn.Module, prefix: str) -> str:
+    for name, child in reversed(list(module.named_children())):
+        if not any(isinstance(m, nn.Conv2d) for m in child.modules()):
+            continue
+        if any(isinstance(m, _COLLAPSING) for m in child.modules()) and any(True for _ in child.children()):
+            return _last_conv_stage(child, f"{prefix}{name}.")
+        return f"{prefix}{name}"
+    raise ModelError(f"{model_name(module)} has no convolution to look at; name a layer explicitly")
