@@ -24,6 +24,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
     p.add_argument("--show", metavar="GRID.PNG", help="also write a labelled grid of the images (first 64)")
+    p.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="also write a Grad-CAM overlay per predicted image into DIR (see `moderncnn explain` for other methods)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -100,6 +105,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rest = ", ".join(f"{c} {v:.3f}" for c, v in zip(p.classes[1:], p.probs[1:], strict=True))
             table.add_row(p.path, p.label, f"{p.prob:.3f}", rest)
         Console(width=120).print(table)
+    if args.explain and result.predictions:
+        from moderncnn.inspect import explain_images
+
+        explained = explain_images(
+            args.run, [p.path for p in result.predictions], args.explain, checkpoint=args.checkpoint
+        )
+        print(f"wrote {len(explained.explanations)} Grad-CAM overlays into {args.explain}", file=sys.stderr)
     if args.show and result.predictions:
         out = plot_predictions(result.predictions, args.show)
         # stdout carries only the JSON/CSV when one is asked for.

@@ -23,6 +23,7 @@ import torch
 from moderncnn.engine.checkpoint import load_checkpoint
 from moderncnn.engine.config import TrainConfig, resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
+from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
 from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
 from moderncnn.errors import CheckpointError, ConfigError, UsageError
@@ -63,7 +64,7 @@ def _quiet_lightning() -> None:
 
 def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: bool) -> L.Trainer:
     _quiet_lightning()
-    callbacks = [recorder]
+    callbacks = [recorder, GraphLogger()]
     if not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 

@@ -11,29 +11,28 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from moderncnn.engine.checkpoint import RunInfo, load_run
 from moderncnn.errors import DataError, ModelError
 
 # A module whose output is no longer a map: a layer that contains one cannot be a spatial target.
 _COLLAPSING = (nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
-def load(run_or_ckpt: str | Path, checkpoint: str = "best") -> tuple[nn.Module, dict]:
-    """The network of a run (eval mode, CPU) and its hyper-parameters (see ``deploy.predict.load_run``)."""
-    from moderncnn.deploy.predict import load_run
-
-    net, hparams, _ = load_run(run_or_ckpt, checkpoint)
-    return net, hparams
+def load(run_or_ckpt: str | Path, checkpoint: str = "best") -> tuple[nn.Module, RunInfo]:
+    """The network of a run (eval mode, CPU) and its :class:`~moderncnn.engine.checkpoint.RunInfo`."""
+    net, info = load_run(run_or_ckpt, checkpoint)
+    return net, info
 
 
-def preprocess(images: Tensor, hparams: dict) -> Tensor:
+def preprocess(images: Tensor, info: RunInfo) -> Tensor:
     """uint8 images ``(N, C, H, W)`` as network input ``(N, C, S, S)``: normalised and resized as in evaluation."""
     from moderncnn.data.augment import BatchAugment
 
-    augment = BatchAugment("none", mean=hparams["mean"], std=hparams["std"], resize=hparams["input_size"], train=False)
+    augment = BatchAugment("none", mean=info.mean, std=info.std, resize=info.input_size, train=False)
     return torch.cat([augment(images[i : i + 256]) for i in range(0, len(images), 256)])
 
 
-def read_image(path: str | Path, hparams: dict) -> tuple[Tensor, Tensor]:
+def read_image(path: str | Path, info: RunInfo) -> tuple[Tensor, Tensor]:
     """An image file as the network reads it: ``(pixels, input)``, uint8 ``(C, H, W)`` and float ``(C, S, S)``.
 
     Raises:
@@ -45,10 +44,10 @@ def read_image(path: str | Path, hparams: dict) -> tuple[Tensor, Tensor]:
     if not path.is_file():
         raise DataError(f"no image file at {path}; give the path of a PNG, JPEG or other image file")
     try:
-        pixels = _read(path, hparams["in_channels"])
+        pixels = _read(path, info.in_channels)
     except _Unreadable as err:
         raise DataError(f"{path}: {err}; give an image file PIL can read") from None
-    return pixels, preprocess(pixels[None], hparams)[0]
+    return pixels, preprocess(pixels[None], info)[0]
 
 
 def model_name(net: nn.Module) -> str:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from moderncnn.errors import DataError, UsageError
 from moderncnn.inspect.attribution import IG_STEPS, Attribution, attribute
 from moderncnn.inspect.common import load, preprocess
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.plotting import pyplot, save_figure
 
 
 @dataclass
@@ -124,8 +124,8 @@ def explain_images(
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    net, hparams = load(run_or_ckpt, checkpoint)
-    names = hparams["class_names"]
+    net, info = load(run_or_ckpt, checkpoint)
+    names = info.class_names
     target_index = resolve_target(target, names)
     paths, failures = find_images(inputs)
     if not paths:
@@ -135,12 +135,12 @@ def explain_images(
     explanations = []
     for path, stem in zip(paths, file_stems(paths), strict=True):
         try:
-            pixels = _read(path, hparams["in_channels"])
+            pixels = _read(path, info.in_channels)
         except _Unreadable as err:
             failures.append(Failure(str(path), str(err)))
             continue
         result: Attribution = attribute(
-            net, preprocess(pixels[None], hparams), method=method, target=target_index, layer=layer, ig_steps=ig_steps
+            net, preprocess(pixels[None], info), method=method, target=target_index, layer=layer, ig_steps=ig_steps
         )
         heat = to_image_size(result.maps[0], *pixels.shape[1:])
         predicted = int(result.probs[0].argmax())

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
 from moderncnn.inspect.common import load, model_name, read_image
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.plotting import pyplot, save_figure
 
 MAX_CHANNELS = 16  # channels drawn per layer: the most active ones
 
@@ -137,7 +137,7 @@ def plot_run_features(
     checkpoint: str = "best",
 ) -> FeaturePlot:
     """The activations of a trained run's network for one image file, preprocessed as in evaluation."""
-    net, hparams = load(run_or_ckpt, checkpoint)
-    pixels, x = read_image(image, hparams)
+    net, info = load(run_or_ckpt, checkpoint)
+    pixels, x = read_image(image, info)
     maps = feature_maps(net, x[None], layers)
     return plot_feature_maps(maps, out, image=pixels, title=f"{model_name(net)} on {Path(image).name}")

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from moderncnn.errors import ModelError
 from moderncnn.inspect.common import find_layer, load, model_name
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.plotting import pyplot, save_figure
 
 PADDING = 1  # pixels of white between tiles
 

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from moderncnn.engine.checkpoint import RunInfo
 from moderncnn.errors import UsageError
 from moderncnn.inspect.common import load, model_name
-from moderncnn.reports.figures import pyplot, save_figure
+from moderncnn.plotting import pyplot, save_figure
 
 
 @dataclass
@@ -101,24 +102,20 @@ def loss_surface(
     return torch.tensor(losses).reshape(shape), torch.tensor(accuracies).reshape(shape)
 
 
-def training_subset(hparams: dict, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+def training_subset(info: RunInfo, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """``size`` images of the run's training split (chosen with ``seed``), preprocessed as in evaluation."""
     from moderncnn.data import Split, load_dataset
     from moderncnn.inspect.common import preprocess
 
-    config = hparams["config"]
-    dataset = load_dataset(
-        config["dataset"], data_dir=config.get("data_dir"), val_size=config.get("val_size", 0), seed=config["seed"]
-    )
+    config = info.config
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size, seed=config.seed)
     train = dataset.splits["train"]
     chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:size]
     part = train.subset(chosen)
     if isinstance(part, Split):
-        return preprocess(part.images, hparams), part.labels
+        return preprocess(part.images, info), part.labels
     items = [part[i] for i in range(len(part))]  # an image folder: decoded one file at a time, sizes differ
-    return torch.cat([preprocess(image[None], hparams) for image, _ in items]), torch.tensor(
-        [label for _, label in items]
-    )
+    return torch.cat([preprocess(image[None], info) for image, _ in items]), torch.tensor([label for _, label in items])
 
 
 def write_csv(landscape: Landscape, path: str | Path) -> Path:
@@ -202,12 +199,12 @@ def plot_run_landscape(
     from moderncnn.deploy.predict import _check_device
 
     started = time.perf_counter()
-    net, hparams = load(run_or_ckpt, checkpoint)
+    net, info = load(run_or_ckpt, checkpoint)
     net = net.to(_check_device(device))
-    x, y = training_subset(hparams, subset, seed)
+    x, y = training_subset(info, subset, seed)
     coords = torch.linspace(-span, span, points)
     coords[points // 2] = 0.0  # exactly the trained weights (linspace leaves ~1e-8 there)
-    criterion = nn.CrossEntropyLoss(label_smoothing=hparams["config"].get("label_smoothing", 0.0))
+    criterion = nn.CrossEntropyLoss(label_smoothing=info.config.label_smoothing)
     directions = random_directions(net, dim, seed)
     loss, accuracy = loss_surface(net, x, y, directions, coords, criterion=criterion, batch_size=batch_size)
     result = Landscape(coords, loss, accuracy, len(y), time.perf_counter() - started)

@@ -1,6 +1,6 @@
 """The ``filters``, ``features``, ``explain`` and ``landscape`` subcommands: parse, call ``moderncnn.inspect``, print.
 
-``add_parser(subparsers)`` adds all four to the ``moderncnn`` command's subparsers; each handler returns the exit
+``add_parsers(subparsers)`` adds all four to the ``moderncnn`` command's subparsers; each handler returns the exit
 code. Nothing heavy is imported until a command runs, so ``--help`` stays fast.
 """
 
@@ -88,7 +88,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers) -> None:
+def add_parsers(subparsers) -> None:
     """Add ``filters``, ``features``, ``explain`` and ``landscape`` to ``subparsers`` (from ``add_subparsers``)."""
     p = subparsers.add_parser(
         "filters",
