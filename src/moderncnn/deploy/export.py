@@ -4,8 +4,11 @@ Every export is loaded back by the runtime that will serve it (onnxruntime, ``to
 ``torch.jit.load``) and compared with the eager network in eval mode on random batches of 1 and 3 images. The
 batch axis is dynamic in every format and the example batch has 2 images, so a graph that baked in its example's
 batch size fails here rather than in a server. An export that differs by more than ``tolerance`` raises
-:class:`ExportError` and leaves nothing behind: files are written in a temporary folder beside ``out`` and moved
-into place only once verified.
+:class:`ExportError` and leaves nothing behind: files are written in a staging folder beside ``out`` (beside the
+repository for Triton, never inside it) and moved into place only once verified. The staging folder is removed when
+the export fails; one left by an export that was killed is removed by the next export into the same place (it is
+marked with the pid and host of its process). An unwritable, missing or full location is reported before any work,
+in one line naming it (:class:`~moderncnn.errors.OutputError`).
 
 Beside each export, ``<out>.json`` (in a Triton model folder, ``preprocessing.json``) records what a server must do
 to an image first (channels, input size, scaling, mean and std), the class names and the measured difference.
@@ -14,6 +17,8 @@ to an image first (channels, input size, scaling, mean and std), the class names
 from __future__ import annotations
 
 import copy
+import errno
+import io
 import json
 import os
 import re
@@ -28,6 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.deploy.predict import load_run
+from moderncnn.errors import ExportError, OutputError, UsageError
+from moderncnn.files import abandoned, ensure_writable, make_folder, mark_owner, output_error
 
 FORMATS = ("onnx", "pt2", "torchscript", "triton")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
@@ -36,10 +43,7 @@ TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 3)
 # torch.export specialises a dimension whose example size is 0 or 1 to that constant; 2 keeps the batch symbolic.
 EXAMPLE_BATCH = 2
-
-
-class ExportError(ValueError):
-    """An export that could not be made, or whose outputs differ from the eager network's; nothing was written."""
+STAGING_PREFIX = ".moderncnn-export-"
 
 
 @dataclass
@@ -154,29 +158,41 @@ def export_module(
     _check_format(format)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(f"input_shape must be (C, H, W) with positive integers, got {input_shape}")
+        raise UsageError(f"input_shape must be (C, H, W) with positive integers, got {input_shape}")
     if not isinstance(max_batch_size, int) or max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
+        raise UsageError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
     if format == "triton" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"a Triton model name uses letters, digits, '_', '.' and '-' only; got {name!r}")
+        raise UsageError(f"a Triton model name uses letters, digits, '_', '.' and '-' only; got {name!r}")
+    out = Path(out)
+    final = out / name if format == "triton" else out
+    if format != "triton" and final.is_dir():
+        raise UsageError(f"{out} is a directory; give the file to write, e.g. {out / ('model' + SUFFIXES[format])}")
+    if format == "triton" and final.exists() and not (final / "config.pbtxt").is_file():
+        raise UsageError(f"{final} exists and is not a Triton model folder; remove it or choose another name")
+    # The model file is about the size of its weights; the check comes before any work.
+    size = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    ensure_writable(final, folder=format == "triton", need_bytes=size + (1 << 20))
     net = copy.deepcopy(net).cpu().eval()
     example = torch.randn(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         num_classes = net(example).shape[1]
     class_names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
     if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for a network with {num_classes} outputs")
+        raise UsageError(f"{len(class_names)} class names for a network with {num_classes} outputs")
 
-    out = Path(out)
-    final = out / name if format == "triton" else out
-    if format != "triton" and final.is_dir():
-        raise ValueError(f"{out} is a directory; give the file to write, e.g. {out / ('model' + SUFFIXES[format])}")
-    if format == "triton" and final.exists() and not (final / "config.pbtxt").is_file():
-        raise ValueError(f"{final} exists and is not a Triton model folder; remove it or choose another name")
-    parent = final.parent
-    created = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first; removed again on failure
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".moderncnn-export-", dir=parent))  # same file system: moves are renames
+    # Staging beside the output, on its file system (moving into place is a rename); for Triton beside the
+    # repository, not in it, where a server would try to load it as a model; the system's temporary folder when
+    # the repository's parent cannot be written (a mount point such as /models).
+    places = [out.parent, Path(tempfile.gettempdir())] if format == "triton" else [final.parent]
+    created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]  # deepest first: removed on failure
+    try:
+        make_folder(final.parent)
+        for folder in {*places, final.parent}:  # final.parent: where earlier versions staged, inside a repository
+            remove_abandoned_staging(folder)
+        tmp = _make_staging(places)
+    except OSError as err:
+        _remove_created(created)
+        raise err if isinstance(err, OutputError) else output_error(final, err) from None
     done = False
     try:
         if format == "triton":
@@ -204,21 +220,74 @@ def export_module(
         if format == "triton":
             if final.exists():  # an earlier export of this model (checked above): replaced whole
                 shutil.rmtree(final)
-            os.replace(staged, final)
+            _move(staged, final)
             metadata = final / "preprocessing.json"
         else:
             metadata = final.with_name(f"{final.name}.json")
             os.replace(model_file, final)
             os.replace(metadata_file, metadata)
         done = True
+    except OutputError:
+        raise
+    except OSError as err:  # a full disk mid-way, or a location that changed since the check
+        raise output_error(final, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in [] if done else created:
-            try:
-                folder.rmdir()  # made for this export, which failed: leave the tree as it was
-            except OSError:  # something else was put there meanwhile
-                break
+        if not done:
+            _remove_created(created)
     return ExportResult(format, final, metadata, diff, opset_used)
+
+
+def remove_abandoned_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders in ``folder`` of exports whose process died (SIGKILL, power cut); return them.
+
+    A staging folder of a live export, or of another host (see :func:`moderncnn.files.abandoned`), is kept.
+    """
+    removed = []
+    for staging in folder.glob(f"{STAGING_PREFIX}*") if folder.is_dir() else []:
+        if staging.is_dir() and abandoned(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
+def _make_staging(places: list[Path]) -> Path:
+    """A new staging folder, marked with this process (for :func:`remove_abandoned_staging`), in the first of
+    ``places`` that takes one."""
+    for place in places:
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=place))
+        except OSError as err:
+            failure = err
+            continue
+        try:
+            mark_owner(tmp)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp
+    raise failure
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders made for an export that failed (deepest first): leave the tree as it was."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # something else was put there meanwhile
+            break
+
+
+def _move(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``; copy, then delete, when ``target`` is on another file system (a Triton
+    repository that is a mount point, its staging folder beside it on the parent's file system)."""
+    try:
+        os.replace(source, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        shutil.copytree(source, target)
+        shutil.rmtree(source, ignore_errors=True)
 
 
 def _stage_triton(
@@ -241,7 +310,7 @@ def _stage_triton(
 
 def _check_format(format: str) -> None:
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
 
 
 def _batch_dim() -> torch.export.Dim:
@@ -275,6 +344,8 @@ def _write_onnx(net: nn.Module, example: Tensor, path: Path, opset: int | None) 
             external_data=False,
             verbose=False,
         )
+    except OSError:  # writing failed, not exporting: reported as such by export_module
+        raise
     except Exception as err:
         raise ExportError(f"ONNX export failed: {_first_line(err)}") from err
 
@@ -284,7 +355,7 @@ def _write_pt2(net: nn.Module, example: Tensor, path: Path, opset: int | None = 
         program = torch.export.export(net, (example,), dynamic_shapes=({0: _batch_dim()},))
     except Exception as err:
         raise ExportError(f"torch.export failed: {_first_line(err)}") from err
-    torch.export.save(program, str(path))
+    _save_via_buffer(lambda f: torch.export.save(program, f), path)
 
 
 def _write_torchscript(net: nn.Module, example: Tensor, path: Path, opset: int | None = None) -> None:
@@ -301,7 +372,17 @@ def _write_torchscript(net: nn.Module, example: Tensor, path: Path, opset: int |
             traced = jit.trace(net, example, check_trace=False)
         except Exception as err:
             raise ExportError(f"TorchScript tracing failed: {_first_line(err)}") from err
-    traced.save(str(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated")  # said in the format's help
+        _save_via_buffer(lambda f: jit.save(traced, f), path)
+
+
+def _save_via_buffer(save: Callable[[io.BytesIO], None], path: Path) -> None:
+    """``save`` into memory, then write the bytes from Python: torch's C++ writers abort the whole process when a
+    disk fills up under them (a failed write in a destructor), where a Python write raises a plain ``OSError``."""
+    buffer = io.BytesIO()
+    save(buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 WRITERS: dict[str, Callable[[nn.Module, Tensor, Path, int | None], None]] = {
