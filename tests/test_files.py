@@ -197,3 +197,20 @@ def test_preview_checks_its_output_before_drawing(synthetic, blocked, monkeypatc
     monkeypatch.setattr(preview, "pyplot", lambda: pytest.fail("drew a figure for an unwritable location"))
     with pytest.raises(OutputError, match=f"cannot write {blocked}: .* is a file, not a folder"):
         preview_grid(synthetic, blocked)
+
+
+def test_cli_data_preview_refuses_a_bad_count_and_prints_the_path_it_wrote(capsys, tmp_path):
+    from moderncnn.cli import main
+
+    data = "synthetic:image_size=12,num_train=40,num_test=10"
+    for count in ("-1", "0"):
+        assert main(["data", "preview", data, "--count", count, "--out", str(tmp_path / "g.png")]) == 2
+        out, err = capsys.readouterr()
+        assert (
+            out == "" and err == f"moderncnn data: error: count must be a number of images from 1 to 256, got {count}\n"
+        )
+    assert main(["data", "preview", data, "--count", "2", "--out", str(tmp_path / "img")]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'img.png'}\n" and (tmp_path / "img.png").is_file()
+    assert main(["data", "preview", data, "--count", "2", "--out", f"{tmp_path}/grids/"]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'grids' / 'preview.png'}\n"
+    assert sorted(os.listdir(tmp_path)) == ["grids", "img.png"]
