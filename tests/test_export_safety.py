@@ -16,7 +16,7 @@ import torch
 
 import moderncnn as mc
 from moderncnn import files
-from moderncnn.deploy import export_module
+from moderncnn.deploy import export_module, staging
 from moderncnn.errors import OutputError
 
 ex = importlib.import_module("moderncnn.deploy.export")  # the function `export` shadows the module
@@ -34,13 +34,13 @@ def lenet() -> torch.nn.Module:
     return mc.create_model("lenet", num_classes=3, in_channels=1, input_size=12)
 
 
-def staging(folder):
-    return sorted(p.name for p in folder.glob(f"{ex.STAGING_PREFIX}*"))
+def staged(folder):
+    return sorted(p.name for p in folder.glob(f"{staging.PREFIX}*"))
 
 
 def leftover(folder, pid: int, host: str | None = None, age: float = 0.0):
     """A staging folder as an export killed mid-way leaves it: a model file inside, marked with its process."""
-    path = folder / f"{ex.STAGING_PREFIX}{pid}{host or ''}"
+    path = folder / f"{staging.PREFIX}{pid}{host or ''}"
     path.mkdir(parents=True)
     (path / "model.onnx").write_bytes(b"half a model")
     if pid:
@@ -65,7 +65,7 @@ def test_the_next_export_removes_the_staging_of_dead_exports_only(tmp_path):
     unmarked_new = leftover(out.parent, 0, host="-new")  # its export may be about to mark it
     export_module(lenet(), "onnx", out, input_shape=(1, 12, 12))
     assert not dead.exists() and not unmarked_old.exists()
-    assert staging(out.parent) == sorted(p.name for p in (alive, elsewhere, unmarked_new))
+    assert staged(out.parent) == sorted(p.name for p in (alive, elsewhere, unmarked_new))
 
 
 KILLED = textwrap.dedent(
@@ -94,12 +94,12 @@ def test_a_killed_triton_export_stages_beside_the_repository_and_is_cleaned_next
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    (left,) = staging(tmp_path)  # beside the repository...
+    (left,) = staged(tmp_path)  # beside the repository...
     assert (tmp_path / left / "lenet" / "1" / "model.onnx").is_file()
     assert json.loads((tmp_path / left / files.OWNER_FILE).read_text())["pid"] == proc.pid
     assert os.listdir(repo) == []  # ...and nothing inside it that a server would try to load
     result = export_module(lenet(), "triton", repo, input_shape=(1, 12, 12), name="lenet")
-    assert result.path == repo / "lenet" and staging(tmp_path) == [] and os.listdir(repo) == ["lenet"]
+    assert result.path == repo / "lenet" and staged(tmp_path) == [] and os.listdir(repo) == ["lenet"]
 
 
 def test_a_failing_triton_export_leaves_no_staging_anywhere(tmp_path, monkeypatch):

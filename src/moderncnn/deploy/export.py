@@ -5,10 +5,9 @@ Every export is loaded back by the runtime that will serve it (onnxruntime, ``to
 batch axis is dynamic in every format and the example batch has 2 images, so a graph that baked in its example's
 batch size fails here rather than in a server. An export that differs by more than ``tolerance`` raises
 :class:`ExportError` and leaves nothing behind: files are written in a staging folder beside ``out`` (beside the
-repository for Triton, never inside it) and moved into place only once verified. The staging folder is removed when
-the export fails; one left by an export that was killed is removed by the next export into the same place (it is
-marked with the pid and host of its process). An unwritable, missing or full location is reported before any work,
-in one line naming it (:class:`~moderncnn.errors.OutputError`).
+repository for Triton, never inside it) and moved into place only once verified; a killed export's staging folder
+is removed by the next export (:mod:`moderncnn.deploy.staging`). An unwritable, missing or full location is
+reported before any work, in one line naming it (:class:`~moderncnn.errors.OutputError`).
 
 Beside each export, ``<out>.json`` (in a Triton model folder, ``preprocessing.json``) records what a server must do
 to an image first (channels, input size, scaling, mean and std), the class names and the measured difference.
@@ -17,7 +16,6 @@ to an image first (channels, input size, scaling, mean and std), the class names
 from __future__ import annotations
 
 import copy
-import errno
 import io
 import json
 import os
@@ -32,9 +30,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from moderncnn.deploy import staging
 from moderncnn.deploy.predict import load_run
 from moderncnn.errors import ExportError, OutputError, UsageError
-from moderncnn.files import abandoned, ensure_writable, make_folder, mark_owner, output_error
+from moderncnn.files import ensure_writable, make_folder, output_error
 
 FORMATS = ("onnx", "pt2", "torchscript", "triton")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
@@ -43,7 +42,6 @@ TOLERANCE = 1e-4
 CHECK_BATCHES = (1, 3)
 # torch.export specialises a dimension whose example size is 0 or 1 to that constant; 2 keeps the batch symbolic.
 EXAMPLE_BATCH = 2
-STAGING_PREFIX = ".moderncnn-export-"
 
 
 @dataclass
@@ -188,8 +186,8 @@ def export_module(
     try:
         make_folder(final.parent)
         for folder in {*places, final.parent}:  # final.parent: where earlier versions staged, inside a repository
-            remove_abandoned_staging(folder)
-        tmp = _make_staging(places)
+            staging.remove_abandoned(folder)
+        tmp = staging.make(places)
     except OSError as err:
         _remove_created(created)
         raise err if isinstance(err, OutputError) else output_error(final, err) from None
@@ -220,7 +218,7 @@ def export_module(
         if format == "triton":
             if final.exists():  # an earlier export of this model (checked above): replaced whole
                 shutil.rmtree(final)
-            _move(staged, final)
+            staging.move(staged, final)
             metadata = final / "preprocessing.json"
         else:
             metadata = final.with_name(f"{final.name}.json")
@@ -238,37 +236,6 @@ def export_module(
     return ExportResult(format, final, metadata, diff, opset_used)
 
 
-def remove_abandoned_staging(folder: Path) -> list[Path]:
-    """Remove the staging folders in ``folder`` of exports whose process died (SIGKILL, power cut); return them.
-
-    A staging folder of a live export, or of another host (see :func:`moderncnn.files.abandoned`), is kept.
-    """
-    removed = []
-    for staging in folder.glob(f"{STAGING_PREFIX}*") if folder.is_dir() else []:
-        if staging.is_dir() and abandoned(staging):
-            shutil.rmtree(staging, ignore_errors=True)
-            removed.append(staging)
-    return removed
-
-
-def _make_staging(places: list[Path]) -> Path:
-    """A new staging folder, marked with this process (for :func:`remove_abandoned_staging`), in the first of
-    ``places`` that takes one."""
-    for place in places:
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=place))
-        except OSError as err:
-            failure = err
-            continue
-        try:
-            mark_owner(tmp)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return tmp
-    raise failure
-
-
 def _remove_created(created: list[Path]) -> None:
     """Remove the folders made for an export that failed (deepest first): leave the tree as it was."""
     for folder in created:
@@ -276,18 +243,6 @@ def _remove_created(created: list[Path]) -> None:
             folder.rmdir()
         except OSError:  # something else was put there meanwhile
             break
-
-
-def _move(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target``; copy, then delete, when ``target`` is on another file system (a Triton
-    repository that is a mount point, its staging folder beside it on the parent's file system)."""
-    try:
-        os.replace(source, target)
-    except OSError as err:
-        if err.errno != errno.EXDEV:
-            raise
-        shutil.copytree(source, target)
-        shutil.rmtree(source, ignore_errors=True)
 
 
 def _stage_triton(
@@ -496,10 +451,10 @@ def _metadata(
         "preprocessing": {
             "channels": channels,
             "color": "RGB" if channels == 3 else "grey (PIL 'L': ITU-R 601-2 luma)",
-            "scale": "8-bit pixel values divided by 255",
+            "scale": "pixel values to [0, 1] by their bit depth: 8-bit / 255, 16-bit / 65535 (float images: as is)",
             "mean": None if mean is None else list(mean),
             "std": None if std is None else list(std),
-            "normalize": "(pixel / 255 - mean) / std per channel",
+            "normalize": "(scaled pixel - mean) / std per channel",
             "resize": [height, width],
             "interpolation": "bilinear, antialiased, whole image (no crop)",
         },
