@@ -39,3 +39,7 @@ class ExportError(ModernCNNError, ValueError):
 
 class TrainingError(ModernCNNError, RuntimeError):
     """A run that cannot go on (e.g. the loss became NaN); the message names where and what to try."""
+
+
+class OutputError(ModernCNNError, OSError):
+    """A location that cannot be written (read-only, no permission, not a folder, full); the message names it."""

@@ -18,11 +18,16 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_stats)
     p = data.add_parser("preview", help="a labelled grid of images, optionally beside augmented versions")
     _add_data_options(p)
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="image file to write (.png, .jpg, .pdf, .svg); a folder or a path ending in / gets preview.png inside; "
+        "a name without an image extension gets .png",
+    )
     p.add_argument("--augment", help="show each image beside augmented versions: none, d2l, cifar or uva")
     p.add_argument("--resize", type=int, help="resize to this size (the d2l preset needs one)")
     p.add_argument("--split", default="train", help="train, val or test (default: train)")
-    p.add_argument("--count", type=int, default=8, help="number of images (default: 8)")
+    p.add_argument("--count", type=int, default=8, help="number of images, 1 to 256 (default: 8)")
     p.set_defaults(func=cmd_preview)
 
 
@@ -67,7 +72,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from moderncnn.data.preview import preview_grid
+    from moderncnn.plotting import check_figure_path
 
+    check_figure_path(args.out, "preview.png")  # before the dataset loads
     out = preview_grid(
         _load(args), args.out, split=args.split, count=args.count, augment=args.augment, resize=args.resize
     )

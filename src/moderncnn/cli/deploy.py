@@ -23,7 +23,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
-    p.add_argument("--show", metavar="GRID.PNG", help="also write a labelled grid of the images (first 64)")
+    p.add_argument(
+        "--show",
+        metavar="GRID.PNG",
+        help="also write a labelled grid of the first 64 images (thumbnails); a folder gets predictions.png",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        help="largest image accepted, in pixels (default: PIL's decompression-bomb level, or $MODERNCNN_MAX_PIXELS)",
+    )
     p.add_argument(
         "--explain",
         metavar="DIR",
@@ -63,7 +72,10 @@ def add_parsers(sub) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from moderncnn.deploy.predict import plot_predictions, predict
+    from moderncnn.plotting import check_figure_path
 
+    # Where the grid goes is checked before any work; it is drawn from thumbnails made while reading.
+    show = check_figure_path(args.show, "predictions.png") if args.show else None
     result = predict(
         args.run,
         args.images,
@@ -71,6 +83,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         checkpoint=args.checkpoint,
+        thumbnails=show is not None,
+        max_pixels=args.max_pixels,
     )
     for failure in result.failures:
         print(f"moderncnn predict: skipped {failure.path}: {failure.reason}", file=sys.stderr)
@@ -112,8 +126,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             args.run, [p.path for p in result.predictions], args.explain, checkpoint=args.checkpoint
         )
         print(f"wrote {len(explained.explanations)} Grad-CAM overlays into {args.explain}", file=sys.stderr)
-    if args.show and result.predictions:
-        out = plot_predictions(result.predictions, args.show)
+    if show and result.predictions:
+        out = plot_predictions(result.predictions, show)
         # stdout carries only the JSON/CSV when one is asked for.
         print(f"wrote {out}", file=sys.stderr if args.json or args.csv else sys.stdout)
     return 1 if result.failures else 0

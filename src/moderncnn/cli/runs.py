@@ -49,7 +49,10 @@ def add_parsers(sub) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from moderncnn.engine.evaluate import evaluate
+    from moderncnn.plotting import check_figure_path
 
+    if args.out:
+        check_figure_path(args.out, "confusion.png")  # before the evaluation, not after it
     result = evaluate(
         args.run, dataset=args.dataset, split=args.split, data_dir=args.data_dir, checkpoint=args.checkpoint
     )

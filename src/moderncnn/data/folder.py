@@ -13,11 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from moderncnn.data.base import DataError, Dataset
+from moderncnn.data.image import image_problem, read_image
 
 
 def _usable_image(path: str) -> bool:
@@ -25,19 +24,20 @@ def _usable_image(path: str) -> bool:
     if not path.lower().endswith(IMG_EXTENSIONS):
         warnings.warn(f"skipping {path}: not an image file (extensions: {', '.join(IMG_EXTENSIONS)})", stacklevel=2)
         return False
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception as err:
-        warnings.warn(f"skipping {path}: cannot be read as an image ({type(err).__name__})", stacklevel=2)
+    problem = image_problem(path)
+    if problem:
+        warnings.warn(f"skipping {path}: {problem}", stacklevel=2)
         return False
     return True
 
 
-def decode(path: str, channels: int = 3) -> torch.Tensor:
-    """An image file as a uint8 ``(C, H, W)`` tensor with 3 (RGB) or 1 (grey) channels."""
-    with open(path, "rb") as f, Image.open(f) as im:
-        return pil_to_tensor(im.convert("RGB" if channels == 3 else "L"))
+def decode(path: str, channels: int = 3, max_pixels: int | None = None) -> torch.Tensor:
+    """An image file as a uint8 ``(C, H, W)`` tensor with 3 (RGB) or 1 (grey) channels.
+
+    High-bit-depth pixels are scaled by their range, and images above the pixel limit refused from their header
+    (:mod:`moderncnn.data.image`).
+    """
+    return read_image(path, channels, max_pixels=max_pixels)[0]
 
 
 class FolderSplit(torch.utils.data.Dataset):

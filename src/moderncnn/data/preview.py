@@ -9,7 +9,10 @@ import torch
 from moderncnn.data.augment import BatchAugment
 from moderncnn.data.base import Dataset, Split
 from moderncnn.errors import UsageError
-from moderncnn.plotting import pyplot, save_figure
+from moderncnn.plotting import check_figure_path, pyplot, save_figure
+
+# More rows than this make a figure too tall to read (and to draw: 1,000 images are a 20,000 px tall PNG).
+MAX_COUNT = 256
 
 
 def preview_grid(
@@ -26,16 +29,25 @@ def preview_grid(
     """Write a PNG of ``count`` images from ``split`` with their class names.
 
     Args:
+        out: the image file; an existing folder, or a path ending in ``/``, gets ``preview.png`` inside; a name
+            without an image extension gets ``.png`` (:func:`moderncnn.plotting.figure_path`).
+        count: images shown, 1 to ``MAX_COUNT`` (fewer when the split is smaller).
         augment: a preset name: then each image gets a row, followed by ``versions`` augmented copies.
         resize: resize setting passed to the augmentation (the ``d2l`` preset needs one).
 
     Returns:
-        The path written.
-    """
-    plt = pyplot()
+        The path written (as resolved from ``out``).
 
+    Raises:
+        UsageError: a bad ``count`` or ``split``. OutputError: ``out`` cannot be written (checked first).
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+        raise UsageError(f"count must be a number of images from 1 to {MAX_COUNT}, got {count!r}")
     if split not in dataset.splits:
         raise UsageError(f"{dataset.name} has no {split!r} split; it has {', '.join(dataset.splits)}")
+    out = check_figure_path(out, "preview.png")
+    plt = pyplot()
+
     data = dataset.splits[split]
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randperm(len(data), generator=generator)[:count]
@@ -70,4 +82,4 @@ def preview_grid(
             elif i == 0:
                 ax.set_title(f"{augment} #{j}", fontsize=8)
     fig.suptitle(f"{dataset.name} ({split})" + (f", augmentation '{augment}'" if augment else ""), fontsize=10)
-    return save_figure(fig, out)
+    return save_figure(fig, out, default_name="preview.png")

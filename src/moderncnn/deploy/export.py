@@ -4,8 +4,10 @@ Every export is loaded back by the runtime that will serve it (onnxruntime, ``to
 ``torch.jit.load``) and compared with the eager network in eval mode on random batches of 1 and 3 images. The
 batch axis is dynamic in every format and the example batch has 2 images, so a graph that baked in its example's
 batch size fails here rather than in a server. An export that differs by more than ``tolerance`` raises
-:class:`ExportError` and leaves nothing behind: files are written in a temporary folder beside ``out`` and moved
-into place only once verified.
+:class:`ExportError` and leaves nothing behind: files are written in a staging folder beside ``out`` (beside the
+repository for Triton, never inside it) and moved into place only once verified; a killed export's staging folder
+is removed by the next export (:mod:`moderncnn.deploy.staging`). An unwritable, missing or full location is
+reported before any work, in one line naming it (:class:`~moderncnn.errors.OutputError`).
 
 Beside each export, ``<out>.json`` (in a Triton model folder, ``preprocessing.json``) records what a server must do
 to an image first (channels, input size, scaling, mean and std), the class names and the measured difference.
@@ -14,6 +16,7 @@ to an image first (channels, input size, scaling, mean and std), the class names
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import re
@@ -27,8 +30,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from moderncnn.deploy import staging
 from moderncnn.engine.checkpoint import load_run
-from moderncnn.errors import ExportError, UsageError
+from moderncnn.errors import ExportError, OutputError, UsageError
+from moderncnn.files import ensure_writable, make_folder, output_error
 from moderncnn.rundir import RunDir
 
 FORMATS = ("onnx", "pt2", "torchscript", "triton")
@@ -157,6 +162,15 @@ def export_module(
         raise UsageError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
     if format == "triton" and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UsageError(f"a Triton model name uses letters, digits, '_', '.' and '-' only; got {name!r}")
+    out = Path(out)
+    final = out / name if format == "triton" else out
+    if format != "triton" and final.is_dir():
+        raise UsageError(f"{out} is a directory; give the file to write, e.g. {out / ('model' + SUFFIXES[format])}")
+    if format == "triton" and final.exists() and not (final / "config.pbtxt").is_file():
+        raise UsageError(f"{final} exists and is not a Triton model folder; remove it or choose another name")
+    # The model file is about the size of its weights; the check comes before any work.
+    size = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    ensure_writable(final, folder=format == "triton", need_bytes=size + (1 << 20))
     net = copy.deepcopy(net).cpu().eval()
     example = torch.randn(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -165,16 +179,19 @@ def export_module(
     if len(class_names) != num_classes:
         raise UsageError(f"{len(class_names)} class names for a network with {num_classes} outputs")
 
-    out = Path(out)
-    final = out / name if format == "triton" else out
-    if format != "triton" and final.is_dir():
-        raise UsageError(f"{out} is a directory; give the file to write, e.g. {out / ('model' + SUFFIXES[format])}")
-    if format == "triton" and final.exists() and not (final / "config.pbtxt").is_file():
-        raise UsageError(f"{final} exists and is not a Triton model folder; remove it or choose another name")
-    parent = final.parent
-    created = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first; removed again on failure
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".moderncnn-export-", dir=parent))  # same file system: moves are renames
+    # Staging beside the output, on its file system (moving into place is a rename); for Triton beside the
+    # repository, not in it, where a server would try to load it as a model; the system's temporary folder when
+    # the repository's parent cannot be written (a mount point such as /models).
+    places = [out.parent, Path(tempfile.gettempdir())] if format == "triton" else [final.parent]
+    created = [p for p in (final.parent, *final.parent.parents) if not p.exists()]  # deepest first: removed on failure
+    try:
+        make_folder(final.parent)
+        for folder in {*places, final.parent}:  # final.parent: where earlier versions staged, inside a repository
+            staging.remove_abandoned(folder)
+        tmp = staging.make(places)
+    except OSError as err:
+        _remove_created(created)
+        raise err if isinstance(err, OutputError) else output_error(final, err) from None
     done = False
     try:
         if format == "triton":
@@ -202,21 +219,31 @@ def export_module(
         if format == "triton":
             if final.exists():  # an earlier export of this model (checked above): replaced whole
                 shutil.rmtree(final)
-            os.replace(staged, final)
+            staging.move(staged, final)
             metadata = final / "preprocessing.json"
         else:
             metadata = final.with_name(f"{final.name}.json")
             os.replace(model_file, final)
             os.replace(metadata_file, metadata)
         done = True
+    except OutputError:
+        raise
+    except OSError as err:  # a full disk mid-way, or a location that changed since the check
+        raise output_error(final, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in [] if done else created:
-            try:
-                folder.rmdir()  # made for this export, which failed: leave the tree as it was
-            except OSError:  # something else was put there meanwhile
-                break
+        if not done:
+            _remove_created(created)
     return ExportResult(format, final, metadata, diff, opset_used)
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders made for an export that failed (deepest first): leave the tree as it was."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # something else was put there meanwhile
+            break
 
 
 def _stage_triton(
@@ -273,6 +300,8 @@ def _write_onnx(net: nn.Module, example: Tensor, path: Path, opset: int | None) 
             external_data=False,
             verbose=False,
         )
+    except OSError:  # writing failed, not exporting: reported as such by export_module
+        raise
     except Exception as err:
         raise ExportError(f"ONNX export failed: {_first_line(err)}") from err
 
@@ -282,7 +311,7 @@ def _write_pt2(net: nn.Module, example: Tensor, path: Path, opset: int | None = 
         program = torch.export.export(net, (example,), dynamic_shapes=({0: _batch_dim()},))
     except Exception as err:
         raise ExportError(f"torch.export failed: {_first_line(err)}") from err
-    torch.export.save(program, str(path))
+    _save_via_buffer(lambda f: torch.export.save(program, f), path)
 
 
 def _write_torchscript(net: nn.Module, example: Tensor, path: Path, opset: int | None = None) -> None:
@@ -299,7 +328,17 @@ def _write_torchscript(net: nn.Module, example: Tensor, path: Path, opset: int |
             traced = jit.trace(net, example, check_trace=False)
         except Exception as err:
             raise ExportError(f"TorchScript tracing failed: {_first_line(err)}") from err
-    traced.save(str(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated")  # said in the format's help
+        _save_via_buffer(lambda f: jit.save(traced, f), path)
+
+
+def _save_via_buffer(save: Callable[[io.BytesIO], None], path: Path) -> None:
+    """``save`` into memory, then write the bytes from Python: torch's C++ writers abort the whole process when a
+    disk fills up under them (a failed write in a destructor), where a Python write raises a plain ``OSError``."""
+    buffer = io.BytesIO()
+    save(buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 WRITERS: dict[str, Callable[[nn.Module, Tensor, Path, int | None], None]] = {
@@ -413,10 +452,10 @@ def _metadata(
         "preprocessing": {
             "channels": channels,
             "color": "RGB" if channels == 3 else "grey (PIL 'L': ITU-R 601-2 luma)",
-            "scale": "8-bit pixel values divided by 255",
+            "scale": "pixel values to [0, 1] by their bit depth: 8-bit / 255, 16-bit / 65535 (float images: as is)",
             "mean": None if mean is None else list(mean),
             "std": None if std is None else list(std),
-            "normalize": "(pixel / 255 - mean) / std per channel",
+            "normalize": "(scaled pixel - mean) / std per channel",
             "resize": [height, width],
             "interpolation": "bilinear, antialiased, whole image (no crop)",
         },

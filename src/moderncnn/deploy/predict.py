@@ -4,13 +4,15 @@ An image goes through exactly what the network saw in evaluation: decoded by PIL
 training), converted to the network's channels (luma for grey networks, replicated grey for RGB ones), scaled to
 [0, 1], normalised with the run's mean and std and resized to its input size (bilinear, antialiased) by the same
 ``BatchAugment`` the training loader uses. A file that cannot be read is reported by name and skipped; the others
-are still predicted.
+are still predicted. High-bit-depth images are scaled by their range and images above the pixel limit refused
+(:mod:`moderncnn.data.image`). For a grid of the images (``--show``), small thumbnails are made while the images are
+read, so no full-size image is kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,13 +22,15 @@ from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from moderncnn.data.augment import BatchAugment
-from moderncnn.data.folder import decode
+from moderncnn.data.image import UnsuitableImage, open_image, read_image, thumbnail
 from moderncnn.engine.checkpoint import checkpoint_path, load_run
 from moderncnn.errors import UsageError
-from moderncnn.plotting import pyplot, save_figure
+from moderncnn.plotting import check_figure_path, pyplot, save_figure
 
 # torchvision's image-folder extensions, and GIF (PIL reads its first frame).
 IMAGE_EXTENSIONS = tuple(sorted({*IMG_EXTENSIONS, ".gif"}))
+# Longer side of a grid thumbnail: a cell of plot_predictions' grid is 1.6 inches wide at 100 dpi.
+THUMBNAIL_SIZE = 160
 
 
 @dataclass
@@ -34,13 +38,15 @@ class Prediction:
     """The top-k classes of one image, most probable first.
 
     ``true_label`` is the class the image's folder is named after (``.../cat/001.png`` → ``cat``), when it is one
-    of the run's classes, as in an image-folder layout; else ``None``.
+    of the run's classes, as in an image-folder layout; else ``None``. ``thumbnail`` is a small uint8 RGB
+    ``(3, h, w)`` copy of the image when :func:`predict` was asked for one (for :func:`plot_predictions`).
     """
 
     path: str
     classes: list[str]
     probs: list[float]
     true_label: str | None = None
+    thumbnail: Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -101,20 +107,27 @@ def find_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]
     return found, missing
 
 
-class _Unreadable(Exception):
+class UnreadableImage(Exception):
     """An image file that cannot be decoded; the message says why."""
 
 
-def _read(path: Path, channels: int) -> Tensor:
+def read_file(
+    path: Path, channels: int, thumbnail_size: int | None = None, max_pixels: int | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """An image file as a run reads it, uint8 ``(C, H, W)`` (and a thumbnail with ``thumbnail_size``); any failure
+    to read it becomes :class:`UnreadableImage` with the reason, so callers can skip the file by name."""
     try:
-        return decode(str(path), channels)
+        return read_image(path, channels, thumbnail_size=thumbnail_size, max_pixels=max_pixels)
+    except UnsuitableImage as err:
+        raise UnreadableImage(err.reason) from None
     except UnidentifiedImageError:
-        raise _Unreadable("not an image (no format PIL can read)") from None
+        raise UnreadableImage("not an image (no format PIL can read)") from None
     except Exception as err:  # a damaged image: PIL raises OSError, ValueError, SyntaxError... depending on format
-        raise _Unreadable(f"cannot be decoded ({type(err).__name__}: {err})") from None
+        raise UnreadableImage(f"cannot be decoded ({type(err).__name__}: {err})") from None
 
 
-def _check_device(device: str) -> torch.device:
+def check_device(device: str) -> torch.device:
+    """``device`` as a ``torch.device`` that exists here, else a one-line error."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -134,6 +147,8 @@ def predict(
     batch_size: int = 64,
     device: str = "cpu",
     checkpoint: str = "best",
+    thumbnails: bool = False,
+    max_pixels: int | None = None,
 ) -> PredictResult:
     """Predict the classes of image files with a trained run.
 
@@ -144,6 +159,10 @@ def predict(
         batch_size: images decoded and run together.
         device: where the network runs (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
         checkpoint: ``best`` or ``last`` when ``run_or_ckpt`` is a run directory.
+        thumbnails: also keep a small copy of each image (``Prediction.thumbnail``) for :func:`plot_predictions`,
+            made while the image is read, so the grid never needs the full-size images again.
+        max_pixels: the largest image read (default: ``$MODERNCNN_MAX_PIXELS``, else PIL's bomb warning level);
+            a larger one is a failure naming its size and how to raise the limit.
 
     Returns:
         ``(predictions, failures)``: one :class:`Prediction` per readable image, in input order, and one
@@ -158,7 +177,7 @@ def predict(
         raise UsageError(f"top_k must be a positive integer, got {top_k!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
-    dev = _check_device(device)
+    dev = check_device(device)
     ckpt = checkpoint_path(run_or_ckpt, checkpoint)  # a bad run is reported before the images are searched
     paths, failures = find_images(inputs)
     if not paths:
@@ -171,25 +190,28 @@ def predict(
     # The evaluation path of the training loader: normalise, then resize to the network's input.
     preprocess = BatchAugment("none", mean=info.mean, std=info.std, resize=size, train=False)
     k = min(top_k, len(names))
+    thumbnail_size = THUMBNAIL_SIZE if thumbnails else None
     predictions: list[Prediction] = []
     for start in range(0, len(paths), batch_size):
-        batch, kept = [], []
+        batch, kept, thumbs = [], [], []
         for path in paths[start : start + batch_size]:
             try:
-                image = _read(path, channels)
-            except _Unreadable as err:
+                image, thumb = read_file(path, channels, thumbnail_size, max_pixels)
+            except UnreadableImage as err:
                 failures.append(Failure(str(path), str(err)))
                 continue
             batch.append(preprocess(image[None])[0])  # one at a time: the images differ in size until resized
+            del image  # the full-size pixels go before the next image is read
             kept.append(path)
+            thumbs.append(thumb)
         if not batch:
             continue
         with torch.no_grad():
             probs = torch.softmax(net(torch.stack(batch).to(dev)).float(), dim=1).cpu()
         top = probs.topk(k, dim=1)
-        for path, values, indices in zip(kept, top.values.tolist(), top.indices.tolist(), strict=True):
+        for path, thumb, values, indices in zip(kept, thumbs, top.values.tolist(), top.indices.tolist(), strict=True):
             truth = path.parent.name if path.parent.name in names else None
-            predictions.append(Prediction(str(path), [names[i] for i in indices], values, truth))
+            predictions.append(Prediction(str(path), [names[i] for i in indices], values, truth, thumb))
     return PredictResult(predictions, failures)
 
 
@@ -199,38 +221,47 @@ def plot_predictions(
     *,
     columns: int = 8,
     max_images: int = 64,
+    max_pixels: int | None = None,
 ) -> Path:
     """A labelled grid: each image with its predicted class and probability under it.
 
     Where the true label is known (the image's folder is named after a class), a wrong prediction is drawn in red
-    with the true class under it, as the textbook marks its mistakes.
+    with the true class under it, as the textbook marks its mistakes. Each image is drawn from its thumbnail
+    (``predict(..., thumbnails=True)``), or else read again and shrunk at once: the grid holds no full-size image.
+    ``out`` follows :func:`moderncnn.plotting.figure_path` (a folder gets ``predictions.png``); ``max_pixels``
+    is the pixel limit given to :func:`predict`, for images read again.
 
     Returns:
         The path written.
-    """
-    plt = pyplot()
 
+    Raises:
+        OutputError: ``out`` cannot be written (checked before any image is read).
+    """
     shown = list(predictions)[:max_images]
     if not shown:
         raise UsageError("no predictions to show")
+    out = check_figure_path(out, "predictions.png")
+    plt = pyplot()
     cols = min(columns, len(shown))
     rows = -(-len(shown) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.0 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, pred in zip(axes.flat, shown, strict=False):
-        image = decode(pred.path, 3).permute(1, 2, 0).numpy()  # shown as it is on disk, not as the network sees it
-        ax.imshow(image)
-        wrong = pred.true_label is not None and pred.true_label != pred.label
-        text = f"{pred.label} {pred.prob:.2f}" + (f"\n(true: {pred.true_label})" if wrong else "")
-        ax.text(
-            0.5,
-            -0.04,
-            text,
-            transform=ax.transAxes,
-            ha="center",
-            va="top",
-            fontsize=8,
-            color="red" if wrong else "black",
-        )
-    return save_figure(fig, out)
+    try:
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, pred in zip(axes.flat, shown, strict=False):
+            ax.imshow(_thumbnail(pred, max_pixels).permute(1, 2, 0).numpy())  # as on disk, not as the network sees it
+            wrong = pred.true_label is not None and pred.true_label != pred.label
+            text = f"{pred.label} {pred.prob:.2f}" + (f"\n(true: {pred.true_label})" if wrong else "")
+            ax.text(0.5, -0.04, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
+                    color="red" if wrong else "black")  # fmt: skip
+    except BaseException:
+        plt.close(fig)
+        raise
+    return save_figure(fig, out, default_name="predictions.png")
+
+
+def _thumbnail(pred: Prediction, max_pixels: int | None) -> Tensor:
+    if pred.thumbnail is not None:
+        return pred.thumbnail
+    with open_image(pred.path, max_pixels) as im:
+        return thumbnail(im, THUMBNAIL_SIZE)

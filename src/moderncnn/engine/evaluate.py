@@ -12,6 +12,7 @@ from moderncnn.engine.checkpoint import load_run
 from moderncnn.engine.config import resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.errors import DataError, UsageError
+from moderncnn.plotting import figure_path
 from moderncnn.reports.confusion import plot_confusion
 from moderncnn.rundir import RunDir
 
@@ -36,7 +37,7 @@ class Evaluation:
     def confusion_path(self, out: str | Path | None = None) -> Path:
         """``out``, or by default ``RUN/confusion-<split>.png`` in the run the checkpoint belongs to."""
         if out is not None:
-            return Path(out)
+            return figure_path(out, "confusion.png")
         run = RunDir.of_checkpoint(self.checkpoint) if self.checkpoint else None
         return run.confusion(self.split) if run else Path(f"confusion-{self.split}.png")
 

@@ -20,16 +20,21 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from moderncnn.engine.checkpoint import load_checkpoint
+from moderncnn.engine.checkpoint import load_checkpoint, load_run
 from moderncnn.engine.config import TrainConfig, resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
+from moderncnn.engine.ranks import holder_notice, is_global_zero
 from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
 from moderncnn.errors import CheckpointError, ConfigError, UsageError
+from moderncnn.files import ensure_writable
 from moderncnn.reports.curves import plot_curves
 from moderncnn.rundir import RunDir
 from moderncnn.summarize import count_flops
+
+# Set by global rank 0 for the processes Lightning launches on the same node (they inherit its environment).
+RUN_DIR_VARIABLE = "MODERNCNN_RUN_DIR"
 
 
 @dataclass
@@ -123,13 +128,20 @@ def train(
         if epochs is not None:
             raise UsageError("epochs=... goes with resume; for a new run set it in the settings")
         _check_new(config)
-        run = RunDir(config.run_dir) if config.run_dir else RunDir.new(config.model, config.dataset)
+        if config.run_dir:
+            run = RunDir(config.run_dir)
+        elif not is_global_zero() and os.environ.get(RUN_DIR_VARIABLE):
+            run = RunDir(os.environ[RUN_DIR_VARIABLE])
+        else:
+            run = RunDir.new(config.model, config.dataset)
     else:
         run = RunDir(resume)
         if not run.config.is_file():
             raise CheckpointError(f"cannot resume {run}: it has no config.yaml (is it a run directory?)")
     created = not run.path.exists()
-    rank_zero = _is_rank_zero()
+    rank_zero = is_global_zero()
+    if rank_zero:
+        ensure_writable(run.path, folder=True, need_bytes=1 << 24)  # a read-only or full location fails now
     with run.lock(warn=_warn) if rank_zero else contextlib.nullcontext():
         try:
             if resume is not None:
@@ -172,10 +184,11 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
             config.epochs = epochs
         _check_new(config)
         return config, None
-    # Refuse a tampered, foreign or mismatched checkpoint before any work.
+    # Refuse a tampered, foreign or mismatched checkpoint before any work: its network, its weights, its settings.
     written_by = load_checkpoint(run.last)["hyper_parameters"]["config"].get("model")
     if written_by != config.model:
         raise CheckpointError(f"checkpoint {run.last} was written by {written_by}, not {config.model}; cannot resume")
+    load_run(run.last)  # the weights fit the network the checkpoint's settings describe
     if epochs is not None and epochs != config.epochs:
         if epochs < config.epochs:
             raise ConfigError(f"{run} trains for {config.epochs} epochs; --epochs can only extend it, got {epochs}")
@@ -196,15 +209,6 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
     return config, run.last
 
 
-def _is_rank_zero() -> bool:
-    """Whether this process is the global rank 0 of a (possibly multi-process) run, from the variables that
-    Lightning's launcher, torchrun and SLURM set before the Trainer exists."""
-    for name in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(name) not in (None, ""):
-            return os.environ[name] == "0"
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
 def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
@@ -214,9 +218,14 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
     data = ImageDataModule(config)
     data.setup("fit")
     config.resize = resolve_resize(config, data.dataset.image_size)
-    if _is_rank_zero():
+    if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
+        # The processes Lightning starts for the other devices run this command again: they take this run's
+        # directory (for the checkpoint they test) rather than a name of their own with another time in it.
+        os.environ[RUN_DIR_VARIABLE] = str(run)
+    elif notice := holder_notice():
+        print(notice)
 
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves)
     trainer = _trainer(config, run, recorder, quiet)

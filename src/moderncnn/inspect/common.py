@@ -38,14 +38,14 @@ def read_image(path: str | Path, info: RunInfo) -> tuple[Tensor, Tensor]:
     Raises:
         DataError: the file is missing or cannot be decoded.
     """
-    from moderncnn.deploy.predict import _read, _Unreadable
+    from moderncnn.deploy.predict import UnreadableImage, read_file
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no image file at {path}; give the path of a PNG, JPEG or other image file")
     try:
-        pixels = _read(path, info.in_channels)
-    except _Unreadable as err:
+        pixels, _ = read_file(path, info.in_channels)
+    except UnreadableImage as err:
         raise DataError(f"{path}: {err}; give an image file PIL can read") from None
     return pixels, preprocess(pixels[None], info)[0]
 

@@ -120,7 +120,7 @@ def explain_images(
     Raises:
         DataError: no image file among ``inputs``. UsageError: a bad method, class or layer.
     """
-    from moderncnn.deploy.predict import Failure, _read, _Unreadable, find_images
+    from moderncnn.deploy.predict import Failure, UnreadableImage, find_images, read_file
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -135,8 +135,8 @@ def explain_images(
     explanations = []
     for path, stem in zip(paths, file_stems(paths), strict=True):
         try:
-            pixels = _read(path, info.in_channels)
-        except _Unreadable as err:
+            pixels, _ = read_file(path, info.in_channels)
+        except UnreadableImage as err:
             failures.append(Failure(str(path), str(err)))
             continue
         result: Attribution = attribute(

@@ -196,11 +196,11 @@ def plot_run_landscape(
         raise UsageError(f"points must be odd and at least 3, so the trained weights lie on the grid; got {points}")
     if span <= 0 or subset < 1 or batch_size < 1:
         raise UsageError(f"span, subset and batch size must be positive; got {span}, {subset}, {batch_size}")
-    from moderncnn.deploy.predict import _check_device
+    from moderncnn.deploy.predict import check_device
 
     started = time.perf_counter()
     net, info = load(run_or_ckpt, checkpoint)
-    net = net.to(_check_device(device))
+    net = net.to(check_device(device))
     x, y = training_subset(info, subset, seed)
     coords = torch.linspace(-span, span, points)
     coords[points // 2] = 0.0  # exactly the trained weights (linspace leaves ~1e-8 there)

@@ -26,4 +26,4 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], out: str | Path,
                 ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=7, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title, fontsize=9)
-    return save_figure(fig, out)
+    return save_figure(fig, out, default_name="confusion.png")

@@ -1,0 +1,193 @@
+"""Reading one image file: its size checked from the header, its pixels scaled to 8 bits by their real range.
+
+PIL's own conversions are wrong for high-bit-depth images: ``convert("L")`` clips 16-bit and 32-bit integer
+pixels to 255 (a 16-bit image of mean 50% arrives white) and truncates float pixels to 0 or 1. Here they are
+scaled by the range of their bit depth instead, then rounded to the uint8 the rest of the project works in:
+
+- ``I;16`` (``I;16B``, ``I;16L``...): 16-bit unsigned, ``0..65535``;
+- ``I``: 32-bit signed integers holding the file's samples: a TIFF's declared ``BitsPerSample`` (and sign) gives
+  the range; other formats (16-bit PNG and PGM/PPM in some Pillow versions) store 16-bit samples, ``0..65535``;
+- ``F``: float intensities in ``[0, 1]``, the convention of float images in torchvision and scikit-image.
+
+A pixel outside its range (a negative or NaN float, a float image in ``0..255``) refuses the image with a
+message saying so rather than clipping it. Every other mode (1, L, P, RGB, RGBA, CMYK, ...) is 8-bit already;
+PIL reads 16-bit RGB files as 8-bit RGB itself, correctly scaled.
+
+Images larger than a pixel limit are refused from their header, before any pixel is decoded: by default PIL's
+decompression-bomb warning level (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 megapixels), or
+``$MODERNCNN_MAX_PIXELS`` (a number, or ``none`` for no limit), or ``max_pixels=`` in Python.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from moderncnn.errors import DataError, UsageError
+
+PIXEL_LIMIT_ENV = "MODERNCNN_MAX_PIXELS"
+_ROWS = 512  # rows converted at a time: a 16-bit 12000 px wide image needs ~25 MB of float32 per block, not 576 MB
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+class UnsuitableImage(DataError):
+    """An image file this project will not read (too large, or pixels outside their range); says which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def pixel_limit(max_pixels: int | None = None) -> tuple[int | None, str]:
+    """The largest image accepted, in pixels (``None``: no limit), and where that limit comes from."""
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise UsageError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
+        return max_pixels, "max_pixels"
+    text = os.environ.get(PIXEL_LIMIT_ENV, "").strip()
+    if text.lower() == "none":
+        return None, PIXEL_LIMIT_ENV
+    if text:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(f"{PIXEL_LIMIT_ENV} must be a positive number of pixels or 'none', got {text!r}")
+        return value, PIXEL_LIMIT_ENV
+    with _PIL_LIMIT_LOCK:  # not while another thread has it lifted
+        return Image.MAX_IMAGE_PIXELS, "PIL's decompression-bomb warning level, PIL.Image.MAX_IMAGE_PIXELS"
+
+
+def size_problem(size: tuple[int, int], limit: int | None, source: str) -> str | None:
+    """Why an image of ``size`` (width, height) is refused under ``limit``, or ``None`` if it is not."""
+    width, height = size
+    pixels = width * height
+    if limit is None or pixels <= limit:
+        return None
+    return (
+        f"{width}x{height} = {pixels:,} pixels, above the limit of {limit:,} ({source}); if you trust the file, "
+        f"raise the limit with {PIXEL_LIMIT_ENV}={pixels} (or max_pixels= in Python), or make the image smaller"
+    )
+
+
+@contextmanager
+def _pil_check_lifted() -> Iterator[None]:
+    """``Image.open`` without PIL's own bomb check (a warning above its limit, an error above twice that): ours,
+    made next from the header, applies instead, with a message that names the file and the way to raise it."""
+    # PIL keeps its limit in a module global; lifting it is serialised so that two threads cannot restore it wrongly.
+    with _PIL_LIMIT_LOCK:
+        pil = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = pil
+
+
+def _integer_range(im: Image.Image) -> int:
+    """The largest value a mode ``I`` image's samples can take (see the module docstring)."""
+    tags = getattr(im, "tag_v2", None)
+    if im.format == "TIFF" and tags is not None and 258 in tags:
+        bits = tags[258][0] if isinstance(tags[258], tuple) else int(tags[258])
+        signed = tags.get(339, 1) in (2, (2,))
+        return 2 ** (bits - 1 if signed else bits) - 1
+    return 65535
+
+
+def _to_8bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """``im`` with high-bit-depth pixels scaled to an 8-bit ``L`` image; 8-bit images unchanged."""
+    if im.mode.startswith("I;16"):
+        top, what = 65535, "16-bit"
+    elif im.mode == "I":
+        top, what = _integer_range(im), "integer"
+    elif im.mode == "F":
+        top, what = 1.0, "float"
+    else:
+        return im
+    pixels = np.asarray(im)
+    low, high = pixels.min(), pixels.max()
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > top:
+        raise UnsuitableImage(
+            path,
+            f"its {what} pixels (mode {im.mode}) range from {low:g} to {high:g}, outside 0..{top:g}; they are read "
+            "as intensities in that range and would be clipped: rescale the image to it, or save it as 8-bit",
+        )
+    out = np.empty(pixels.shape, np.uint8)
+    for y in range(0, len(pixels), _ROWS):
+        out[y : y + _ROWS] = np.rint(pixels[y : y + _ROWS].astype(np.float32) * np.float32(255 / top))
+    return Image.fromarray(out)
+
+
+@contextmanager
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """The image at ``path``, loaded, with 8-bit pixels (see the module docstring); refused when too large.
+
+    Raises:
+        UnsuitableImage: (a ``DataError``) larger than the pixel limit, or pixels outside their range.
+        Whatever PIL raises for a file it cannot read (``UnidentifiedImageError``, ``OSError``...).
+    """
+    limit, source = pixel_limit(max_pixels)
+    with open(path, "rb") as f:
+        with _pil_check_lifted():
+            im = Image.open(f)
+        with im:
+            problem = size_problem(im.size, limit, source)
+            if problem:  # from the header: nothing decoded yet
+                raise UnsuitableImage(path, problem)
+            im.load()
+            yield _to_8bit(im, path)
+
+
+def image_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
+    """Why ``path`` cannot be used as an image, from its header and PIL's structural check, or ``None``.
+
+    Cheap: no pixel is decoded (a file damaged further in is found only by decoding it).
+    """
+    limit, source = pixel_limit(max_pixels)
+    try:
+        with _pil_check_lifted():
+            im = Image.open(path)
+        with im:
+            size = im.size
+            im.verify()
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... depending on the format
+        return f"cannot be read as an image ({type(err).__name__})"
+    return size_problem(size, limit, source)
+
+
+def thumbnail(im: Image.Image, size: int) -> torch.Tensor:
+    """A uint8 RGB ``(3, h, w)`` copy of ``im`` at most ``size`` px on its longer side.
+
+    Shrinks ``im`` itself (PIL's ``thumbnail``: reduce by an integer factor, then resample), so no second full-size
+    image is made; take what else is needed from ``im`` first.
+    """
+    im.thumbnail((size, size))
+    return pil_to_tensor(im.convert("RGB"))
+
+
+def read_image(
+    path: str | os.PathLike, channels: int = 3, *, thumbnail_size: int | None = None, max_pixels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Decode ``path`` once: a uint8 ``(C, H, W)`` tensor with 3 (RGB) or 1 (grey, ITU-R 601-2 luma) channels,
+    and with ``thumbnail_size`` an RGB thumbnail of the file as it is (in colour for a grey network).
+
+    At most two full-size copies of the image exist at once (a 12000 px RGB PNG read for a grey network: 0.6 GB).
+    See :func:`open_image` for the errors.
+    """
+    mode = "RGB" if channels == 3 else "L"
+    with open_image(path, max_pixels) as im:
+        if im.mode == mode:
+            image = pil_to_tensor(im)  # a copy: made before im shrinks into the thumbnail
+            return image, (thumbnail(im, thumbnail_size) if thumbnail_size else None)
+        converted = im.convert(mode)
+        small = thumbnail(im, thumbnail_size) if thumbnail_size else None
+        im.close()  # the decoded file's pixels go before the converted ones are copied into a tensor
+        return pil_to_tensor(converted), small
