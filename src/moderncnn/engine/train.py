@@ -147,7 +147,7 @@ def train(
             if resume is not None:
                 config, ckpt_path = _resume_settings(run, epochs)
             else:
-                if run.last.exists():
+                if rank_zero and run.last.exists():  # the other ranks read nothing of the directory
                     raise ConfigError(f"{run} already holds a run; resume it with --resume {run} or choose another")
                 ckpt_path = None
             config.run_dir = str(run)
@@ -209,6 +209,21 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
     return config, run.last
 
 
+@contextlib.contextmanager
+def _run_dir_for_children(run: RunDir):
+    """While fit starts: the processes Lightning launches for the other devices run this command again, with a copy
+    of this environment; they take this run's directory (for the checkpoint they test) rather than a name of their
+    own with another time in it. Removed afterwards, so that nothing else in this process sees it."""
+    if not is_global_zero():
+        yield
+        return
+    os.environ[RUN_DIR_VARIABLE] = str(run)
+    try:
+        yield
+    finally:
+        os.environ.pop(RUN_DIR_VARIABLE, None)
+
+
 def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
@@ -221,9 +236,6 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
-        # The processes Lightning starts for the other devices run this command again: they take this run's
-        # directory (for the checkpoint they test) rather than a name of their own with another time in it.
-        os.environ[RUN_DIR_VARIABLE] = str(run)
     elif notice := holder_notice():
         print(notice)
 
@@ -242,7 +254,8 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
     if model.pretrained_report and not quiet and trainer.is_global_zero:
         print(model.pretrained_report)
     started = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+    with _run_dir_for_children(run):
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
