@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -127,15 +128,16 @@ def _to_8bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
 
 
 @contextmanager
-def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Iterator[Image.Image]:
-    """The image at ``path``, loaded, with 8-bit pixels (see the module docstring); refused when too large.
+def open_image(path: str | os.PathLike | BinaryIO, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """The image at ``path`` (or in a binary file object), loaded, with 8-bit pixels (see the module docstring);
+    refused when too large.
 
     Raises:
         UnsuitableImage: (a ``DataError``) larger than the pixel limit, or pixels outside their range.
         Whatever PIL raises for a file it cannot read (``UnidentifiedImageError``, ``OSError``...).
     """
     limit, source = pixel_limit(max_pixels)
-    with open(path, "rb") as f:
+    with open(path, "rb") if isinstance(path, (str, os.PathLike)) else nullcontext(path) as f:
         with _pil_check_lifted():
             im = Image.open(f)
         with im:
@@ -174,7 +176,11 @@ def thumbnail(im: Image.Image, size: int) -> torch.Tensor:
 
 
 def read_image(
-    path: str | os.PathLike, channels: int = 3, *, thumbnail_size: int | None = None, max_pixels: int | None = None
+    path: str | os.PathLike | BinaryIO,
+    channels: int = 3,
+    *,
+    thumbnail_size: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode ``path`` once: a uint8 ``(C, H, W)`` tensor with 3 (RGB) or 1 (grey, ITU-R 601-2 luma) channels,
     and with ``thumbnail_size`` an RGB thumbnail of the file as it is (in colour for a grey network).

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import torch
 from PIL import UnidentifiedImageError
@@ -112,10 +112,11 @@ class UnreadableImage(Exception):
 
 
 def read_file(
-    path: Path, channels: int, thumbnail_size: int | None = None, max_pixels: int | None = None
+    path: Path | BinaryIO, channels: int, thumbnail_size: int | None = None, max_pixels: int | None = None
 ) -> tuple[Tensor, Tensor | None]:
-    """An image file as a run reads it, uint8 ``(C, H, W)`` (and a thumbnail with ``thumbnail_size``); any failure
-    to read it becomes :class:`UnreadableImage` with the reason, so callers can skip the file by name."""
+    """An image file (a path, or a binary file object such as ``io.BytesIO`` for bytes held in memory) as a run reads
+    it, uint8 ``(C, H, W)`` (and a thumbnail with ``thumbnail_size``); any failure to read it becomes
+    :class:`UnreadableImage` with the reason, so callers can skip the file by name."""
     try:
         return read_image(path, channels, thumbnail_size=thumbnail_size, max_pixels=max_pixels)
     except UnsuitableImage as err:
@@ -124,6 +125,12 @@ def read_file(
         raise UnreadableImage("not an image (no format PIL can read)") from None
     except Exception as err:  # a damaged image: PIL raises OSError, ValueError, SyntaxError... depending on format
         raise UnreadableImage(f"cannot be decoded ({type(err).__name__}: {err})") from None
+
+
+def preprocessor(mean: Sequence[float], std: Sequence[float], input_size: int) -> BatchAugment:
+    """What an image read by :func:`read_file` goes through before the network: the evaluation path of the training
+    loader (scale to [0, 1], normalise, resize to the input size). ``moderncnn serve`` uses the same one."""
+    return BatchAugment("none", mean=list(mean), std=list(std), resize=input_size, train=False)
 
 
 def check_device(device: str) -> torch.device:
@@ -187,8 +194,7 @@ def predict(
     net, info = load_run(ckpt)
     net = net.to(dev)
     names, channels, size = info.class_names, info.in_channels, info.input_size
-    # The evaluation path of the training loader: normalise, then resize to the network's input.
-    preprocess = BatchAugment("none", mean=info.mean, std=info.std, resize=size, train=False)
+    preprocess = preprocessor(info.mean, info.std, size)
     k = min(top_k, len(names))
     thumbnail_size = THUMBNAIL_SIZE if thumbnails else None
     predictions: list[Prediction] = []

@@ -1,0 +1,229 @@
+"""The network a server answers with: a trained run (PyTorch) or an ONNX export (onnxruntime), with its preprocessing.
+
+Both backends read an image exactly as ``moderncnn predict`` does (:func:`moderncnn.deploy.predict.read_file` on
+the bytes held in memory, then :func:`~moderncnn.deploy.predict.preprocessor`), so a file gets the same
+probabilities from the server as from the command line. An ONNX export carries its preprocessing in the JSON file
+``moderncnn export`` writes beside it (``OUT.onnx.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from moderncnn.deploy.predict import UnreadableImage, preprocessor, read_file
+from moderncnn.errors import CheckpointError, UsageError
+from moderncnn.rundir import RunDir
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+class BadImage(UsageError):
+    """An uploaded image that cannot be used; the message says why (the server answers 4xx with it)."""
+
+
+@dataclass
+class ServedModel:
+    """A network ready to answer: ``probabilities(batch)`` on preprocessed inputs, and what describes it.
+
+    Attributes:
+        name: the registry name of the network (or the export's model name).
+        class_names: name of each output.
+        in_channels, input_size, mean, std: the preprocessing.
+        backend: ``torch`` or ``onnxruntime``.
+        source: the run directory, checkpoint or ONNX file served.
+        parameters: number of parameters.
+        test_accuracy: the run's test accuracy from its ``results.json``, when there is one.
+        net: the PyTorch network (``None`` for ONNX): /explain and the filters need it.
+    """
+
+    name: str
+    class_names: list[str]
+    in_channels: int
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    backend: str
+    source: str
+    parameters: int
+    test_accuracy: float | None = None
+    net: nn.Module | None = field(default=None, repr=False)
+    session: object | None = field(default=None, repr=False)
+    _explain_net: nn.Module | None = field(default=None, repr=False)
+    _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        self._preprocess = preprocessor(self.mean, self.std, self.input_size)
+
+    @property
+    def preprocessing(self) -> dict:
+        """What was done to each image, as /predict reports it."""
+        return {
+            "channels": self.in_channels,
+            "color": "RGB" if self.in_channels == 3 else "grey (ITU-R 601-2 luma)",
+            "scale": "pixel values to [0, 1] by their bit depth",
+            "mean": self.mean,
+            "std": self.std,
+            "resize": [self.input_size, self.input_size],
+            "interpolation": "bilinear, antialiased, whole image (no crop)",
+        }
+
+    def metadata(self) -> dict:
+        """The network, its classes and preprocessing, its size and where it comes from (``GET /metadata``)."""
+        return {
+            "network": self.name,
+            "backend": self.backend,
+            "classes": self.class_names,
+            "num_classes": len(self.class_names),
+            "input_size": self.input_size,
+            "input_shape": [self.in_channels, self.input_size, self.input_size],
+            "channels": self.in_channels,
+            "mean": self.mean,
+            "std": self.std,
+            "parameters": self.parameters,
+            "test_accuracy": self.test_accuracy,
+            "source": self.source,
+            "explain": self.net is not None,
+        }
+
+    def read(self, data: bytes, max_pixels: int | None = None) -> tuple[Tensor, Tensor]:
+        """Image bytes as ``(pixels, input)``: uint8 ``(C, H, W)`` as decoded and float ``(C, S, S)`` for the network.
+
+        Raises:
+            BadImage: empty, not an image, truncated, or above the pixel limit (refused from its header).
+        """
+        if not data:
+            raise BadImage("the image is empty (0 bytes); send the bytes of a PNG, JPEG or other image file")
+        try:
+            pixels, _ = read_file(io.BytesIO(data), self.in_channels, max_pixels=max_pixels)
+        except UnreadableImage as err:
+            raise BadImage(str(err)) from None
+        return pixels, self._preprocess(pixels[None])[0]
+
+    def probabilities(self, batch: Tensor) -> Tensor:
+        """Class probabilities ``(N, K)`` for preprocessed inputs ``(N, C, S, S)``, as ``predict`` computes them."""
+        if self.session is not None:
+            logits = self.session.run(None, {self.session.get_inputs()[0].name: batch.numpy()})[0]
+            return torch.softmax(torch.from_numpy(logits).float(), dim=1)
+        with torch.no_grad():
+            return torch.softmax(self.net(batch).float(), dim=1)
+
+    def explain_net(self) -> tuple[nn.Module, threading.Lock]:
+        """A copy of the network for attributions, and the lock to hold while using it.
+
+        Grad-CAM hooks a layer while it runs; on a copy those hooks never see the batches the server runs meanwhile.
+        """
+        if self.net is None:
+            raise UsageError("explanations need the network's weights in PyTorch; serve the run, not its ONNX export")
+        with self._explain_lock:
+            if self._explain_net is None:
+                self._explain_net = copy.deepcopy(self.net).eval()
+        return self._explain_net, self._explain_lock
+
+
+def load_model(source: str | Path, backend: str | None = None, checkpoint: str = "best") -> ServedModel:
+    """The model to serve from a run directory, a ``.ckpt`` file or an ``.onnx`` export with its JSON.
+
+    Args:
+        source: what to serve.
+        backend: ``torch`` or ``onnxruntime``; default from ``source`` (an ``.onnx`` file: onnxruntime).
+        checkpoint: ``best`` or ``last`` for a run directory.
+
+    Raises:
+        UsageError: an unknown backend or one that cannot serve ``source``. CheckpointError: a bad run or export.
+    """
+    source = Path(source)
+    onnx_file = source.suffix.lower() == ".onnx"
+    backend = backend or ("onnxruntime" if onnx_file else "torch")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if not onnx_file:
+            raise UsageError(
+                f"the onnxruntime backend serves an .onnx export, not {source}; export the run first with "
+                "`moderncnn export RUN --format onnx`, or use --backend torch"
+            )
+        return _load_onnx(source)
+    if onnx_file:
+        raise UsageError(f"{source} is an ONNX export; serve it with --backend onnxruntime, or serve its run directory")
+    return _load_torch(source, checkpoint)
+
+
+def _load_torch(source: Path, checkpoint: str) -> ServedModel:
+    from moderncnn.engine.checkpoint import load_run
+
+    net, info = load_run(source, checkpoint)
+    run = RunDir.of_checkpoint(info.checkpoint)
+    return ServedModel(
+        name=info.model,
+        class_names=list(info.class_names),
+        in_channels=info.in_channels,
+        input_size=info.input_size,
+        mean=list(info.mean),
+        std=list(info.std),
+        backend="torch",
+        source=str(source),
+        parameters=sum(p.numel() for p in net.parameters()),
+        test_accuracy=_test_accuracy(run),
+        net=net,
+    )
+
+
+def _load_onnx(path: Path) -> ServedModel:
+    import onnx
+    import onnxruntime
+
+    meta_file = path.with_name(f"{path.name}.json")
+    if not path.is_file():
+        raise CheckpointError(f"no ONNX file at {path}")
+    if not meta_file.is_file():
+        raise CheckpointError(
+            f"{path} has no preprocessing file {meta_file.name} beside it; export with `moderncnn export RUN "
+            "--format onnx`, which writes both"
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+        pre = meta["preprocessing"]
+        channels, (height, width) = int(pre["channels"]), pre["resize"]
+        names = list(meta["class_names"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{meta_file} is not the preprocessing file of a moderncnn export ({err})") from None
+    if height != width:
+        raise CheckpointError(f"{meta_file}: the export takes {height}x{width} inputs; only square inputs are served")
+    mean, std = pre.get("mean") or [0.0] * channels, pre.get("std") or [1.0] * channels
+    options = onnxruntime.SessionOptions()
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(path), load_external_data=False).graph
+    parameters = sum(int(torch.Size(init.dims).numel()) for init in graph.initializer)
+    checkpoint = meta.get("checkpoint")
+    run = RunDir.of_checkpoint(checkpoint) if checkpoint else None
+    return ServedModel(
+        name=str(meta.get("model", path.stem)),
+        class_names=names,
+        in_channels=channels,
+        input_size=int(height),
+        mean=[float(m) for m in mean],
+        std=[float(s) for s in std],
+        backend="onnxruntime",
+        source=str(path),
+        parameters=parameters,
+        test_accuracy=_test_accuracy(run),
+        session=session,
+    )
+
+
+def _test_accuracy(run: RunDir | None) -> float | None:
+    if run is None or not run.results.is_file():
+        return None
+    try:
+        value = run.read_results().get("test_acc")
+    except Exception:  # a damaged results.json leaves the summary without accuracy; serving goes on
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
