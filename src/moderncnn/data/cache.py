@@ -99,9 +99,11 @@ def _write_cache(
     np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
     tasks = [(str(tmp), s, paths[s : s + _CHUNK], channels, size) for s in range(0, len(paths), _CHUNK)]
     try:
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True, disable=not progress) as bar:
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True, disable=not progress or not console.is_terminal) as bar:
             job = bar.add_task(f"decoding {len(paths):,} images once", total=len(paths))
             if workers > 1 and len(tasks) > 1:
                 # forkserver: a clean process to fork workers from (this one may run threads); spawn off POSIX.
