@@ -40,6 +40,12 @@ def test_auto_gives_fp32_beside_the_choice_for_this_hardware(bf16_cpu):
         assert r["images_per_sec"] == pytest.approx(4 / (r["ms_per_step"] / 1000), rel=0.01)
 
 
+def test_auto_on_a_cpu_without_bf16_adds_the_channels_last_row(monkeypatch):
+    monkeypatch.setattr(speed, "detect_hardware", lambda accelerator="auto": speed.Hardware("cpu"))
+    rows = bench.benchmark(["lenet"], modes=("infer",), **QUICK)
+    assert [(r["precision"], r["channels_last"]) for r in rows] == [("32", False), ("32", True)]
+
+
 def test_one_precision_one_input_one_mode():
     rows = bench.benchmark(["lenet_bn"], input=(3, 32, 32), precision="32", modes=("infer",), **QUICK)
     assert [(r["precision"], r["mode"], r["input"]) for r in rows] == [("32", "infer", "3x32x32")]

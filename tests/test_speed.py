@@ -25,10 +25,10 @@ def test_cpu_with_bf16_gets_bf16_channels_last_compiled_and_says_why():
     assert resolve(hardware=CPU_AMX, **LONG).reason.endswith("chosen for this CPU (amx)")
 
 
-def test_cpu_without_bf16_stays_fp32_contiguous():
+def test_cpu_without_bf16_stays_fp32_with_channels_last():
     chosen = resolve(hardware=CPU_PLAIN, **LONG)
-    assert (chosen.precision, chosen.channels_last, chosen.compile) == ("32", False, True)
-    assert "no native bf16" in chosen.reason
+    assert (chosen.precision, chosen.channels_last, chosen.compile) == ("32", True, True)
+    assert chosen.reason == "32, channels_last, compiled: fp32: this CPU has no native bf16"
 
 
 def test_cuda_with_bf16_gets_bf16_and_older_tensor_cores_get_fp16():
@@ -73,8 +73,8 @@ def test_deterministic_and_precision_32_mean_plain_fp32(hardware):
     det = resolve(hardware=hardware, deterministic=True, **LONG)
     assert (det.precision, det.channels_last, det.compile) == ("32", False, False)
     assert "deterministic" in det.reason
-    fp32 = resolve("32", hardware=hardware, **LONG)
-    assert (fp32.precision, fp32.channels_last) == ("32", False)
+    fp32 = resolve("32", hardware=hardware, **LONG)  # fp32 asked for: NHWC still on the CPU, not on a GPU
+    assert (fp32.precision, fp32.channels_last) == ("32", hardware.kind == "cpu")
 
 
 def test_explicit_values_are_kept():

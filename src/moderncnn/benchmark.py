@@ -201,8 +201,9 @@ def benchmark(
         models: registry names.
         input: ``(channels, height, width)``; default: each network's own input.
         batch_size: images per step; default: each network's training batch size (``engine.config``).
-        precision: ``auto`` (rows for fp32 and for the choice of ``engine.speed``, with its memory format),
-            or one of ``32``, ``bf16-mixed``, ``16-mixed`` (one row per mode, contiguous unless bf16/16).
+        precision: ``auto`` (rows for plain fp32 and, where it differs, for the choice of ``engine.speed`` with its
+            memory format), or one of ``32``, ``bf16-mixed``, ``16-mixed`` (one row per mode, channels_last with
+            bf16/16).
         modes: ``train`` and/or ``infer``.
         device: ``cpu``, ``cuda`` or ``cuda:N`` (default: CUDA when available).
         model_kwargs: options for every network (e.g. ``{"width_ratio": 4}`` for the textbook's small VGG).
@@ -228,7 +229,8 @@ def benchmark(
     hardware = detect_hardware("cuda" if device.startswith("cuda") else "cpu")
     if precision == "auto":
         auto = resolve("auto", "auto", "false", hardware=hardware)
-        settings = [("32", False)] + ([(auto.precision, auto.channels_last)] if auto.precision != "32" else [])
+        chosen = (auto.precision, auto.channels_last)
+        settings = [("32", False)] + ([chosen] if chosen != ("32", False) else [])
     else:
         settings = [(precision, precision != "32")]
     if any(p == "16-mixed" for p, _ in settings) and not device.startswith("cuda"):
