@@ -171,7 +171,7 @@ def benchmark_one(
                 "precision": precision,
                 "channels_last": channels_last,
                 "images_per_sec": round(rate, 1),
-                "ms_per_step": round(seconds * 1000, 2),
+                "ms_per_step": round(seconds * 1000, 4),
                 "peak_memory_mib": round(peak_bytes / 2**20, 1),
                 "gflop_per_image": round(flops / 1e9, 4),
                 "gflops": round(achieved, 2),
