@@ -194,3 +194,18 @@ def test_machine_busy_seconds_reads_proc_stat(tmp_path):
     tick = os.sysconf("SC_CLK_TCK")
     assert threads.machine_busy_seconds(str(stat)) == pytest.approx((100 + 5 + 20 + 3 + 2) / tick)
     assert threads.machine_busy_seconds() > 0  # this machine's own
+
+
+def test_governor_callback_ticks_after_batches():
+    now, applied = [0.0], []
+    busy = [0.0]
+    governor = threads.ThreadGovernor(
+        2, cpus=2, clock=lambda: now[0], busy=lambda: busy[0], own=lambda: 0.0, set_threads=applied.append
+    )
+    callback = governor.callback()
+    now[0], busy[0] = 3.0, 6.0  # others kept both CPUs busy for 3 s
+    callback.on_train_batch_end(None, None, None, None, 0)
+    assert applied == [1]
+    now[0], busy[0] = 6.0, 6.0  # and then none
+    callback.on_validation_batch_end(None, None, None, None, 0)
+    assert applied == [1, 2]

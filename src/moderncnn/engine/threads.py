@@ -94,3 +94,18 @@ class ThreadGovernor:
         self.threads = wanted
         self._set(wanted)
         return wanted
+
+    def callback(self):
+        """A Lightning callback that calls :meth:`tick` after every training and validation batch."""
+        from lightning.pytorch.callbacks import Callback
+
+        governor = self
+
+        class ThreadGovernorCallback(Callback):
+            def on_train_batch_end(self, *args, **kwargs) -> None:
+                governor.tick()
+
+            def on_validation_batch_end(self, *args, **kwargs) -> None:
+                governor.tick()
+
+        return ThreadGovernorCallback()
