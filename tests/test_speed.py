@@ -98,16 +98,25 @@ def test_invalid_values_are_refused_in_one_line(kwargs):
 
 
 def test_cpu_detection_asks_torch(monkeypatch):
+    def capabilities(**found):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"num_physical_cores": 4, **found}, raising=False)
+
+    capabilities(avx512_bf16=True, amx_bf16=False)
+    assert detect_hardware("cpu").bf16 == "avx512_bf16"
+    capabilities(avx512_bf16=True, amx_bf16=True)
+    assert detect_hardware("cpu").bf16 == "amx"
+    capabilities(avx512_bf16=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    hw = detect_hardware("cpu")
+    assert (hw.kind, hw.bf16, hw.cores) == ("cpu", "", 4)  # torch's default: one thread per physical core
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert detect_hardware("cpu").cores == 3  # or what the user set
+    # A torch without get_capabilities: its private checks.
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert detect_hardware("cpu").bf16 == "avx512_bf16"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert detect_hardware("cpu").bf16 == "amx"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    hw = detect_hardware("cpu")
-    assert (hw.kind, hw.bf16, hw.cores) == ("cpu", "", torch.get_num_threads())
-    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)  # a torch without the check
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     assert detect_hardware("cpu").bf16 == ""
 
 
@@ -116,9 +125,8 @@ def test_cuda_detection_asks_torch(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA A100-SXM4-40GB")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (8, 0))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
-    assert detect_hardware("auto") == Hardware(
-        "cuda", "NVIDIA A100-SXM4-40GB", "sm_80", True, torch.get_num_threads(), detect_hardware("cuda").compiler
-    )
+    hw = detect_hardware("auto")
+    assert (hw.kind, hw.name, hw.bf16, hw.fp16) == ("cuda", "NVIDIA A100-SXM4-40GB", "sm_80", True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     assert detect_hardware("gpu").bf16 == ""  # emulated bf16 (pre-Ampere) is not native
     assert detect_hardware("cpu").kind == "cpu"
@@ -128,6 +136,7 @@ def test_this_machine_is_detected_as_torch_reports_it():
     capability = torch.backends.cpu.get_cpu_capability()
     hw = detect_hardware("cpu")
     assert hw.kind == "cpu" and capability in hw.name
+    # torch's private checks (what oneDNN dispatches on) agree with the public capabilities read by the detection.
     assert bool(hw.bf16) == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
@@ -168,14 +177,25 @@ def test_governor_gives_cores_back_and_takes_them_again():
         own=lambda: own[0],
         set_threads=applied.append,
     )
+    assert applied == [2]  # a run starts with all its threads, whatever an earlier run in the process left
     advance(1.0, others=1.0, ours=1.0)
-    assert governor.tick() is None and applied == []  # not yet time to look
+    assert governor.tick() is None and applied == [2]  # not yet time to look
     advance(1.5, others=1.0, ours=1.0)
-    assert governor.tick() == 1 and applied == [1]  # another process took a core
+    assert governor.tick() == 1 and applied == [2, 1]  # another process took a core
     advance(2.5, others=0.9, ours=1.0)
     assert governor.tick() is None and governor.threads == 1  # still shared: unchanged, nothing applied
     advance(2.5, others=0.0, ours=1.0)
-    assert governor.tick() == 2 and applied == [1, 2]  # free again
+    assert governor.tick() == 2 and applied == [2, 1, 2]  # free again
+
+
+def test_default_threads_is_torchs_default_not_the_current_count(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as a governor of an earlier run in this process may have left it
+        assert threads.default_threads() == torch.cpu.get_capabilities()["num_physical_cores"]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_governor_does_nothing_without_proc_stat(tmp_path):
@@ -185,7 +205,7 @@ def test_governor_does_nothing_without_proc_stat(tmp_path):
         2, cpus=2, clock=lambda: now[0], busy=lambda: None, own=lambda: 0.0, set_threads=applied.append
     )
     now[0] = 10.0
-    assert governor.tick() is None and applied == []
+    assert governor.tick() is None and applied == [2]
 
 
 def test_machine_busy_seconds_reads_proc_stat(tmp_path):
@@ -205,7 +225,7 @@ def test_governor_callback_ticks_after_batches():
     callback = governor.callback()
     now[0], busy[0] = 3.0, 6.0  # others kept both CPUs busy for 3 s
     callback.on_train_batch_end(None, None, None, None, 0)
-    assert applied == [1]
+    assert applied == [2, 1]
     now[0], busy[0] = 6.0, 6.0  # and then none
     callback.on_validation_batch_end(None, None, None, None, 0)
-    assert applied == [1, 2]
+    assert applied == [2, 1, 2]

@@ -53,7 +53,7 @@ class Hardware:
         name: the processor's or GPU's name, for the log.
         bf16: the feature that makes bf16 native (``"avx512_bf16"``, ``"amx"``, ``"sm_90"``), ``""`` if none.
         fp16: fp16 tensor cores (CUDA compute capability 7.0 or newer).
-        cores: CPU cores torch uses by default (its intra-op threads).
+        cores: intra-op threads torch uses by default (``engine.threads.default_threads``).
         compiler: a C++ compiler was found (``torch.compile`` needs one on the CPU).
     """
 
@@ -69,7 +69,11 @@ def cpu_bf16_feature() -> str:
     """``"amx"`` or ``"avx512_bf16"`` when this CPU computes bf16 natively (asked of torch), else ``""``."""
     import torch
 
-    # torch's own CPU feature checks (what oneDNN dispatches on); private, so a torch without them means "no".
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # public in recent torch (2.14 has it)
+    if capabilities is not None:
+        found = capabilities()
+        return "amx" if found.get("amx_bf16") else "avx512_bf16" if found.get("avx512_bf16") else ""
+    # Older torch: its private checks (what oneDNN dispatches on); a torch without them means "no".
     for feature, check in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
         try:
             if getattr(torch.cpu, check)():
@@ -83,8 +87,10 @@ def detect_hardware(accelerator: str = "auto") -> Hardware:
     """The hardware a run with this ``accelerator`` setting (``auto``, ``cpu``, ``gpu``, ``cuda``) trains on."""
     import torch
 
+    from moderncnn.engine.threads import default_threads
+
     compiler = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
-    cores = torch.get_num_threads()
+    cores = default_threads()
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability(0)
         bf16 = f"sm_{major}{minor}" if torch.cuda.is_bf16_supported(including_emulation=False) else ""

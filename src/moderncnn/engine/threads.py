@@ -25,6 +25,22 @@ from collections.abc import Callable
 _PROC_STAT = "/proc/stat"
 
 
+def default_threads() -> int:
+    """torch's own default intra-op thread count: ``OMP_NUM_THREADS`` when set, else one per physical core.
+
+    Not ``torch.get_num_threads()``, which a governor of an earlier run in the same process may have lowered.
+    """
+    import torch
+
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return int(torch.cpu.get_capabilities()["num_physical_cores"]) or torch.get_num_threads()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return torch.get_num_threads()
+
+
 def threads_for(max_threads: int, cpus: int, others: float) -> int:
     """Threads to run with: the CPUs that others (``others`` CPUs busy on average) leave, within [1, max_threads]."""
     return max(1, min(max_threads, round(cpus - others)))
@@ -46,7 +62,7 @@ class ThreadGovernor:
     """Keeps torch's intra-op threads at the cores other processes leave free (see the module docstring).
 
     Args:
-        max_threads: the most threads to use (the run's setting; default torch's current count).
+        max_threads: the most threads to use (default :func:`default_threads`).
         interval: seconds between looks at the machine.
         cpus: CPUs of the machine (default ``os.cpu_count()``).
         clock, busy, own: time, machine busy seconds and this process's CPU seconds (replaceable in tests).
@@ -66,12 +82,13 @@ class ThreadGovernor:
     ):
         import torch
 
-        self.max_threads = max_threads or torch.get_num_threads()
+        self.max_threads = max_threads or default_threads()
         self.cpus = cpus or os.cpu_count() or 1
         self.interval = interval
         self._clock, self._busy, self._own = clock, busy, own
         self._set = set_threads or torch.set_num_threads
         self.threads = self.max_threads
+        self._set(self.threads)  # a run starts with all its threads, whatever an earlier one left
         self._last = self._sample()
 
     def _sample(self) -> tuple[float, float | None, float]:
@@ -106,6 +123,9 @@ class ThreadGovernor:
                 governor.tick()
 
             def on_validation_batch_end(self, *args, **kwargs) -> None:
+                governor.tick()
+
+            def on_test_batch_end(self, *args, **kwargs) -> None:
                 governor.tick()
 
         return ThreadGovernorCallback()
