@@ -267,6 +267,7 @@ def test_training_on_an_image_folder_with_a_corrupt_file(tmp_path):
         augment="cifar",
         resize=16,
         num_workers=1,
+        data_dir=str(tmp_path / "data"),  # where the folder's decoded cache goes, not the user's data root
         run_dir=str(tmp_path / "run"),
     )
     with pytest.warns(UserWarning, match="broken.jpg"):
