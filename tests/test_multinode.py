@@ -15,7 +15,8 @@ from pathlib import Path
 
 CLI = [sys.executable, "-m", "moderncnn.cli"]
 TRAIN = ["train", "lenet_bn", "--dataset", "synthetic:image_size=28,num_train=384,num_test=96", "--epochs", "1",
-         "--batch-size", "32", "--val-size", "64", "--accelerator", "cpu", "--strategy", "ddp", "--quiet"]  # fmt: skip
+         "--batch-size", "32", "--val-size", "64", "--accelerator", "cpu", "--strategy", "ddp", "--quiet",
+         "--deterministic"]  # fmt: skip
 RESULTS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # all of metrics.csv but the timing
 
 

@@ -57,6 +57,8 @@ def compute_stats(splits: list) -> tuple[list[float], list[float]]:
 
 def _cache_key(dataset: Dataset) -> str:
     train = dataset.splits["train"]
+    if "files_digest" in dataset.info:  # an image folder held in memory (data.cache): keyed by its files too
+        return f"{dataset.name}:{len(train)}:{dataset.info['files_digest'][:12]}"
     sizes = [len(dataset.splits[s]) for s in ("train", "val") if s in dataset.splits]
     if isinstance(train, Split):
         return f"{dataset.name}:{sum(sizes)}x{'x'.join(map(str, train.images.shape[1:]))}"
@@ -67,9 +69,9 @@ def _cache_key(dataset: Dataset) -> str:
 
 def dataset_stats(dataset: Dataset, cache: bool = True) -> tuple[list[float], list[float]]:
     """Mean and std per channel of ``dataset``'s training images, cached in ``<root>/moderncnn-stats.json``."""
-    in_memory = isinstance(dataset.splits["train"], Split)
+    named = isinstance(dataset.splits["train"], Split) and not dataset.name.startswith("imagefolder:")
     # Named datasets: the official training split, so the statistics do not depend on the validation size.
-    names = ["train", "val"] if in_memory and "val" in dataset.splits else ["train"]
+    names = ["train", "val"] if named and "val" in dataset.splits else ["train"]
     cache_file = Path(dataset.root) / CACHE_NAME if cache and dataset.root is not None else None
     key = _cache_key(dataset)
     stored = {}

@@ -23,7 +23,8 @@ from moderncnn.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "multistep", "cosine", "onecycle")
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+SWITCHES = ("auto", "true", "false")
 INITS = ("default", "xavier", "kaiming")
 TEST_CHECKPOINTS = ("last", "best")
 
@@ -74,13 +75,29 @@ class TrainConfig:
         const="imagenet",
     )
     freeze_backbone: bool = setting(False, "train only the classifier (needs --pretrained)")
-    precision: str = setting("32", "numeric precision", PRECISIONS)
+    precision: str = setting(
+        "auto",
+        "numeric precision (auto: bf16 where the CPU or GPU computes it natively, fp16 on older tensor-core GPUs, "
+        "else fp32)",
+        PRECISIONS,
+    )
     accelerator: str = setting("auto", "cpu, gpu or auto")
     devices: int = setting(1, "devices (processes) per node")
     strategy: str = setting("auto", "Lightning strategy, e.g. ddp")
     num_nodes: int = setting(1, "nodes")
-    compile: bool = setting(False, "torch.compile the network")
-    channels_last: bool = setting(False, "channels-last memory format")
+    compile: bool | str = setting(
+        "auto", "torch.compile the network (auto: runs of 21,000 steps or more, never with --limit-batches)", SWITCHES
+    )
+    channels_last: bool | str = setting(
+        "auto", "channels-last memory format (auto: on the CPU; on a GPU with mixed precision)", SWITCHES
+    )
+    threads: int | None = setting(None, "CPU threads (default: one per free core, re-checked every 2 s)")
+    deterministic: bool = setting(
+        False, "repeat bit for bit: fp32, contiguous, eager, a fixed thread count (overrides the auto choices)"
+    )
+    cache: bool | None = setting(
+        None, "image folders: decode once into memory (default: when they fit a quarter of the RAM)"
+    )
     seed: int = setting(42, "seed of initialisation, data order and augmentation")
     limit_batches: int | float | None = setting(None, "batches per epoch (count, or fraction if < 1), for quick checks")
     num_workers: int = setting(2, "DataLoader workers for image folders")
@@ -161,6 +178,15 @@ class TrainConfig:
             ),
             (0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}"),
             (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0), "nesterov needs sgd with momentum"),
+            (
+                isinstance(self.compile, bool) or self.compile in SWITCHES,
+                f"compile must be one of {', '.join(SWITCHES)}, got {self.compile!r}",
+            ),
+            (
+                isinstance(self.channels_last, bool) or self.channels_last in SWITCHES,
+                f"channels_last must be one of {', '.join(SWITCHES)}, got {self.channels_last!r}",
+            ),
+            (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
             (
                 self.limit_batches is None or self.limit_batches > 0,
                 f"limit_batches must be positive (a count, or a fraction of each epoch), got {self.limit_batches}",

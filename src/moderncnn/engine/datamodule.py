@@ -1,7 +1,8 @@
 """``ImageDataModule``: a dataset's splits as loaders for the Trainer, sharded per DDP rank.
 
-In-memory datasets get the device-resident loader on the training device; image folders get a
-``DataLoader`` with workers and torchvision transforms. Both use the same augmentation presets and the
+In-memory datasets get the device-resident loader on the training device, and so do image folders that fit
+in memory (decoded once, ``data.cache``); larger folders get a ``DataLoader`` with workers and torchvision
+transforms. Both use the same augmentation presets and the
 same seeded epoch order (``data.loader.epoch_indices``).
 """
 
@@ -11,8 +12,9 @@ import lightning as L
 import torch
 
 from moderncnn.constants import IMAGENET_MEAN, IMAGENET_STD
-from moderncnn.data import Dataset, DeviceLoader, Split, dataset_stats, load_dataset
+from moderncnn.data import Dataset, DeviceLoader, Split, data_root, dataset_stats, load_dataset
 from moderncnn.data.augment import BatchAugment, reference_transform
+from moderncnn.data.cache import cache_folder
 from moderncnn.data.folder import FolderSplit
 from moderncnn.data.loader import ShardSampler
 from moderncnn.engine.config import TrainConfig
@@ -26,11 +28,17 @@ class ImageDataModule(L.LightningDataModule):
         config: the run's settings (dataset, data_dir, val_size, batch_size, augment, resize, seed, ...);
             ``config.resize`` is the size images are resized to (``None``: their own), as
             :func:`~moderncnn.engine.config.resolve_resize` decided it before the run started.
+        cache: an image folder decoded once into memory (``data.cache``): ``None`` when it fits the memory
+            budget, ``True`` always (an error when it cannot be), ``False`` never.
+        folder_size: the side a folder of images of mixed sizes is resized to once, when it is cached (the same
+            rule's answer for images of no single size).
     """
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, cache: bool | None = None, folder_size: int | None = None):
         super().__init__()
         self.cfg = config
+        self.cache = cache
+        self.folder_size = folder_size
         self.dataset: Dataset | None = None
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -46,6 +54,10 @@ class ImageDataModule(L.LightningDataModule):
             self.dataset = load_dataset(
                 self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=self.cfg.val_size, seed=self.cfg.seed
             )
+            if self.cfg.dataset.startswith("imagefolder:"):
+                cache_dir = data_root(self.cfg.data_dir) / "cache"
+                size = self.cfg.resize or self.folder_size  # for folders of mixed sizes, resized once
+                self.dataset = cache_folder(self.dataset, cache_dir, size=size, force=self.cache)
             if self.cfg.mean is not None:  # a recipe's published normalisation
                 if len(self.cfg.mean) != self.dataset.channels:
                     raise ConfigError(

@@ -67,9 +67,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
-def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: bool) -> L.Trainer:
+def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: bool, extra=()) -> L.Trainer:
     _quiet_lightning()
-    callbacks = [recorder, GraphLogger()]
+    callbacks = [recorder, GraphLogger(), *extra]
     if not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -209,6 +209,37 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
     return config, run.last
 
 
+def _choose_speed(config: TrainConfig, train_images: int, quiet: bool) -> list:
+    """Resolve the ``auto`` speed settings for this hardware and run length, in place (so ``config.yaml`` records
+    what ran), set the thread count, and say once what was chosen; returns the Trainer callbacks it needs."""
+    from moderncnn.engine.speed import detect_hardware, resolve
+    from moderncnn.engine.threads import ThreadGovernor
+
+    steps = max(1, train_images // (config.batch_size * config.devices * config.num_nodes))
+    if config.limit_batches is not None:
+        limit = config.limit_batches
+        steps = min(steps, int(limit) if limit >= 1 else max(1, int(steps * limit)))
+    chosen = resolve(
+        config.precision,
+        config.channels_last,
+        config.compile,
+        config.threads,
+        deterministic=config.deterministic,
+        limit_batches=config.limit_batches,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        hardware=detect_hardware(config.accelerator),
+    )
+    config.precision, config.channels_last, config.compile = chosen.precision, chosen.channels_last, chosen.compile
+    config.threads = chosen.threads
+    if not quiet and is_global_zero():
+        print(chosen.reason)
+    if chosen.threads is not None:
+        torch.set_num_threads(chosen.threads)
+        return []
+    return [ThreadGovernor().callback()] if chosen.adaptive_threads else []
+
+
 @contextlib.contextmanager
 def _run_dir_for_children(run: RunDir):
     """While fit starts: the processes Lightning launches for the other devices run this command again, with a copy
@@ -230,9 +261,10 @@ def _warn(message: str) -> None:
 
 def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = ImageDataModule(config)
+    data = ImageDataModule(config, cache=config.cache, folder_size=resolve_resize(config, None))
     data.setup("fit")
     config.resize = resolve_resize(config, data.dataset.image_size)
+    extra = _choose_speed(config, len(data.dataset.splits["train"]), quiet)
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
@@ -240,7 +272,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
         print(notice)
 
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves)
-    trainer = _trainer(config, run, recorder, quiet)
+    trainer = _trainer(config, run, recorder, quiet, extra)
     model = ImageClassifier(
         config.to_dict(),
         num_classes=data.dataset.num_classes,
