@@ -74,11 +74,13 @@ def test_every_setting_is_a_train_flag_with_its_choices():
 def test_flags_reach_the_settings_with_their_types():
     args = cli.build_parser().parse_args(
         ["train", "resnet20", "--milestones", "3", "5", "--gamma", "0.5", "--nesterov", "--momentum", "0.9"]
-        + ["--model-kwargs", "{preact: true}", "--val-size", "0.1", "--limit-batches", "2", "--no-compile"]
+        + ["--model-kwargs", "{preact: true}", "--val-size", "0.1", "--limit-batches", "2", "--compile", "false"]
+        + ["--channels-last", "--no-cache", "--deterministic"]
     )
     config = config_from(args.model, None, **{name: getattr(args, name) for name in args.settings})
     assert config.milestones == [3, 5] and config.gamma == 0.5 and config.nesterov is True
-    assert config.model_kwargs == {"preact": True} and config.val_size == 0.1 and config.compile is False
+    assert config.model_kwargs == {"preact": True} and config.val_size == 0.1 and config.compile == "false"
+    assert config.channels_last == "true" and config.cache is False and config.deterministic is True
     assert config.limit_batches == 2 and isinstance(config.limit_batches, int)
 
 

@@ -13,7 +13,7 @@ from moderncnn.cli.benchmark import add_parsers as add_parser
 from moderncnn.cli.benchmark import cases
 from moderncnn.engine import speed
 from moderncnn.errors import UsageError
-from moderncnn.summary import count_flops
+from moderncnn.summarize import count_flops
 
 QUICK = {"batch_size": 4, "repeats": 2, "min_pass_s": 0.01, "device": "cpu"}
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from moderncnn.errors import UsageError
 from moderncnn.registry import create_model, get_model_info
-from moderncnn.summary import count_flops
+from moderncnn.summarize import count_flops
 
 MODES = ("train", "infer")
 TRAIN_FLOPS_FACTOR = 3  # forward + backward (about twice the forward) per training image

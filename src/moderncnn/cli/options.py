@@ -62,6 +62,8 @@ def add_settings(parser: argparse.ArgumentParser, settings) -> list[str]:
             kwargs.update(nargs="?", const=f.metadata["const"], metavar="PATH")
         elif options == [bool]:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif set(options) == {bool, str}:  # a switch with auto: `--compile` alone means true
+            kwargs.update(nargs="?", const="true", metavar="|".join(f.metadata.get("choices") or ("true", "false")))
         elif typing.get_origin(options[0]) is list:
             kwargs.update(nargs="+", type=typing.get_args(options[0])[0])
         elif options == [dict]:
