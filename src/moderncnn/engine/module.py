@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from moderncnn.engine.checkpoint import build_network
 from moderncnn.engine.config import TrainConfig
+from moderncnn.engine.speed import parse_switch
 from moderncnn.errors import TrainingError
 from moderncnn.models.pretrained import backbone_parameters, load_pretrained
 from moderncnn.registry import get_model_info
@@ -68,9 +69,11 @@ class ImageClassifier(L.LightningModule):
         if self.cfg.freeze_backbone:
             for p in backbone_parameters(self.net, self.cfg.model):
                 p.requires_grad_(False)
-        if self.cfg.channels_last:
+        # Settings still "auto" (a module built outside `train`, which resolves them) mean the plain network.
+        self.channels_last = parse_switch(self.cfg.channels_last, "channels_last") is True
+        if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        if self.cfg.compile:
+        if parse_switch(self.cfg.compile, "compile") is True:
             self.net.compile()  # in place: the state-dict keys stay those of the network
         self.loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
         metric = {"task": "multiclass", "num_classes": num_classes}
@@ -94,7 +97,7 @@ class ImageClassifier(L.LightningModule):
         return self._outputs(x)[0]
 
     def _outputs(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        if self.cfg.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.net(x)
         # A network with auxiliary classifiers returns (logits, *aux_logits) in training mode, logits alone in eval.
