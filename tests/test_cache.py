@@ -130,3 +130,35 @@ def test_statistics_follow_the_files_of_a_cached_folder(tmp_path):
     Image.fromarray(np.zeros((10, 12, 3), dtype=np.uint8)).save(first_train_image)
     darker, _ = dataset_stats(cached(tmp_path))  # not the statistics stored for the old files
     assert all(new < old for new, old in zip(darker, mean, strict=True))
+
+
+@pytest.mark.xfail(
+    strict=True, reason="known defect: cached folder + bf16 tests at chance; caching is opt-in until fixed"
+)
+def test_cached_folder_in_bf16_tests_like_the_dataloader_path(tmp_path):
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from moderncnn.engine import make_config, train
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 6), ("test", 6)):
+        for c, shade in (("dark", 40), ("light", 215)):
+            folder = tmp_path / "photos" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.clip(rng.normal(shade, 20, (20, 24, 3)), 0, 255).astype(np.uint8)).save(
+                    folder / f"{i}.png"
+                )
+    (tmp_path / "photos" / "train" / "dark" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    settings = dict(
+        dataset=f"imagefolder:{tmp_path / 'photos'}", epochs=2, batch_size=8, lr=0.05, schedule="none",
+        augment="cifar", resize=16, num_workers=1, data_dir=str(tmp_path / "data"), precision="bf16-mixed",
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cached = train(make_config("resnet20", cache=True, run_dir=str(tmp_path / "c"), **settings), quiet=True)
+        loader = train(make_config("resnet20", cache=False, run_dir=str(tmp_path / "l"), **settings), quiet=True)
+    assert loader.test_acc >= 0.9 and cached.test_acc >= 0.9

@@ -96,7 +96,7 @@ class TrainConfig:
         False, "repeat bit for bit: fp32, contiguous, eager, a fixed thread count (overrides the auto choices)"
     )
     cache: bool | None = setting(
-        None, "image folders: decode once into memory (default: when they fit a quarter of the RAM)"
+        None, "image folders: decode once into memory when they fit a quarter of the RAM (opt-in for now)"
     )
     seed: int = setting(42, "seed of initialisation, data order and augmentation")
     limit_batches: int | float | None = setting(None, "batches per epoch (count, or fraction if < 1), for quick checks")

@@ -54,7 +54,9 @@ class ImageDataModule(L.LightningDataModule):
             self.dataset = load_dataset(
                 self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=self.cfg.val_size, seed=self.cfg.seed
             )
-            if self.cfg.dataset.startswith("imagefolder:"):
+            # Opt-in for now: a cached folder trained in bf16 was seen testing at chance on a tiny two-class folder
+            # (tests/test_cache.py::test_cached_folder_in_bf16_tests_like_the_dataloader_path, xfail until found).
+            if self.cfg.dataset.startswith("imagefolder:") and self.cache:
                 cache_dir = data_root(self.cfg.data_dir) / "cache"
                 size = self.cfg.resize or self.folder_size  # for folders of mixed sizes, resized once
                 self.dataset = cache_folder(self.dataset, cache_dir, size=size, force=self.cache)

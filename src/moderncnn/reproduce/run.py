@@ -25,6 +25,10 @@ def _same_settings(run: RunDir, config: TrainConfig) -> None:
     ours = config.to_dict()
     # train() resolves an unset size before it writes config.yaml; compare like with like.
     ours["resize"] = resolve_resize(config, dataset_image_size(config.dataset, config.data_dir))
+    # Speed settings left to "auto" were chosen for the hardware when the run started: the run keeps its choices.
+    for name in ("precision", "channels_last", "compile", "threads"):
+        if ours[name] in ("auto", None):
+            ours[name] = earlier.get(name)
     differs = sorted(k for k, v in ours.items() if earlier.get(k) != v)
     if differs:
         raise UsageError(
