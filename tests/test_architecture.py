@@ -276,3 +276,15 @@ def test_the_layout_is_spelled_in_one_module():
             if name in text:
                 spelled.append(f"{path.relative_to(source)}: {name}")
     assert spelled == []
+
+
+def test_public_functions_are_not_shadowed_by_submodules_whatever_the_import_order():
+    # `make demo` once failed with "'module' object is not callable": a submodule named like the function the
+    # package exports (engine.train) replaced it once imported first. Fresh interpreters, both orders.
+    script = (
+        "import moderncnn.deploy, moderncnn.inspect, moderncnn.summarize\n"
+        "import moderncnn as mc\n"
+        "from moderncnn.engine import train, make_config\n"
+        "assert callable(train) and callable(mc.summary) and callable(mc.predict), (train, mc.summary)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)

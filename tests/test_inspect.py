@@ -22,7 +22,7 @@ from moderncnn.errors import ModelError, UsageError
 from moderncnn.inspect.common import find_layer, load
 from moderncnn.inspect.filters import PADDING, conv_weight
 
-engine_train = importlib.import_module("moderncnn.engine.train")  # the function `train` shadows the module
+engine_train = importlib.import_module("moderncnn.engine.training")  # the function `train` shadows the module
 
 # One network per family at a small input: (model, image side, channels, model options).
 FAMILIES = {

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from moderncnn.engine.config import TrainConfig, resolve_resize
-from moderncnn.engine.train import train
+from moderncnn.engine.training import train
 from moderncnn.errors import ModernCNNError, UsageError
 from moderncnn.reports.compare import Comparison, compare
 from moderncnn.reproduce.recipes import Recipe, dataset_image_size, load_recipe
