@@ -33,7 +33,7 @@ def read_csv(path: Path) -> list[dict]:
 def test_bundled_recipes_are_listed():
     assert [r.name for r in list_recipes()] == ["d2l-ch7", "uva-tutorial5"]
     for recipe in list_recipes():
-        assert set(recipe.budgets) == {"full", "quick", "smoke"}
+        assert set(recipe.budgets) == {"full", "quick", "fast", "smoke"}
         assert recipe.source and recipe.notes
 
 
@@ -109,7 +109,7 @@ def test_budgets_change_epochs_milestones_and_resolution():
 def test_recipe_errors_are_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match="unknown recipe 'd2l-ch9'; bundled recipes: d2l-ch7, uva-tutorial5"):
         load_recipe("d2l-ch9")
-    with pytest.raises(ValueError, match="has no budget 'huge'; it has full, quick, smoke"):
+    with pytest.raises(ValueError, match="has no budget 'huge'; it has full, quick, fast, smoke"):
         load_recipe("d2l-ch7").configs("huge")
     with pytest.raises(ValueError, match="has no network resnet50; it has alexnet_d2l"):
         load_recipe("d2l-ch7").configs("full", only=["resnet50"])

@@ -16,6 +16,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
     p.add_argument("--out", help="confusion matrix PNG (default: RUN/confusion-SPLIT.png)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        help="flip test-time augmentation: average each image's logits with its mirror's (default: as the run tested)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -29,9 +34,10 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--budget",
         default="full",
-        choices=["full", "quick", "smoke"],
+        choices=["full", "quick", "fast", "smoke"],
         help="full: the published settings (default; hours on a GPU for the whole recipe); quick: fewer epochs "
-        "at native resolution; smoke: a few batches per network",
+        "at native resolution; fast: the same networks at native resolution with a modern recipe, aiming at the "
+        "published accuracy in the least time; smoke: a few batches per network",
     )
     p.add_argument("--out", help="folder for the runs and the report (default: runs/reproduce/RECIPE-BUDGET)")
     p.add_argument("--only", help="comma-separated networks of the recipe to train")
@@ -54,7 +60,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         check_figure_path(args.out, "confusion.png")  # before the evaluation, not after it
     result = evaluate(
-        args.run, dataset=args.dataset, split=args.split, data_dir=args.data_dir, checkpoint=args.checkpoint
+        args.run,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        checkpoint=args.checkpoint,
+        tta=args.tta,
     )
     title = f"{args.run} ({args.split}, {args.checkpoint}.ckpt)"
     # The figures first, the file after: a location that cannot be written loses no result.
@@ -67,7 +78,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console(width=100)
-    console.print(f"{args.split} accuracy {result.accuracy:.4f} on {result.images:,} images ({args.checkpoint}.ckpt)")
+    tested = ", with flip TTA" if result.tta else ""
+    console.print(
+        f"{args.split} accuracy {result.accuracy:.4f} on {result.images:,} images ({args.checkpoint}.ckpt{tested})"
+    )
     table = Table()
     table.add_column("class")
     table.add_column("accuracy", justify="right")
@@ -94,7 +108,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             networks = ", ".join(n.model for n in recipe.networks)
             print(f"{recipe.name}: {recipe.title}\n  {recipe.dataset}; budgets {', '.join(recipe.budgets)}; {networks}")
         if not args.list:
-            print("\nrun one with: moderncnn reproduce RECIPE [--budget full|quick|smoke]")
+            print("\nrun one with: moderncnn reproduce RECIPE [--budget full|quick|fast|smoke]")
         return 0
     recipe = load_recipe(args.recipe)
     only = args.only.split(",") if args.only else None

@@ -9,7 +9,9 @@ Presets: ``none``; ``d2l`` (resize only, to the model's input, as the textbook d
 crop of the native size after 4 px zero padding, horizontal flip); ``uva`` (random resized crop back to the
 native size with scale (0.8, 1) and ratio (0.9, 1.1), horizontal flip: the UvA deep-learning tutorial's CIFAR
 augmentation). Random augmentation happens at native resolution; ``resize`` then applies to any preset. In
-evaluation (``train=False``) only resize and normalisation remain.
+evaluation (``train=False``) only resize and normalisation remain. ``cutout`` (with any preset) blanks a square
+of that side, wholly inside the image at a uniform random place, to the mean colour (DeVries and Taylor 2017,
+"Improved Regularization of Convolutional Neural Networks with Cutout"), after the preset's crops and flips.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class BatchAugment:
         train: apply the random part of the preset; ``False`` only resizes and normalises.
         generator: source of all randomness, on the images' device (the global RNG when ``None``): the same
             seed and batch give bit-identical output.
+        cutout: side of the square blanked in each training image, in native pixels (0: none).
     """
 
     def __init__(
@@ -67,9 +70,11 @@ class BatchAugment:
         resize: int | None = None,
         train: bool = True,
         generator: torch.Generator | None = None,
+        cutout: int = 0,
     ):
         _check_settings(preset, resize)
         self.preset, self.resize, self.train, self.generator = preset, resize, train, generator
+        self.cutout = cutout
         self.mean = torch.tensor(mean, dtype=torch.float32)
         self.std = torch.tensor(std, dtype=torch.float32)
 
@@ -92,6 +97,8 @@ class BatchAugment:
         x = images.float().div_(255).sub_(mean).div_(std)
         if random and self.preset == "uva":
             x = self._resized_crop(x, flip)
+        if self.train and self.cutout:
+            x = self._cutout(x)
         if self.resize is not None and x.shape[-2:] != (self.resize, self.resize):
             if self.resize < max(x.shape[-2:]):
                 x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", antialias=True)
@@ -103,6 +110,17 @@ class BatchAugment:
         """Uniform [0, 1) numbers from the generator, drawn on its device (a generator serves only its own)."""
         source = self.generator.device if self.generator is not None else device
         return torch.rand(*shape, generator=self.generator, device=source).to(device)
+
+    def _cutout(self, x: Tensor) -> Tensor:
+        """Zero (the mean, after normalisation) a ``cutout``-sided square at a uniform random place in each image."""
+        n, _, h, w = x.shape
+        side = min(self.cutout, h, w)
+        top = (self._rand(n, device=x.device) * (h - side + 1)).long()
+        left = (self._rand(n, device=x.device) * (w - side + 1)).long()
+        rows = torch.arange(h, device=x.device)[None, :] - top[:, None]
+        cols = torch.arange(w, device=x.device)[None, :] - left[:, None]
+        inside = ((rows >= 0) & (rows < side))[:, :, None] & ((cols >= 0) & (cols < side))[:, None, :]
+        return x.masked_fill(inside[:, None], 0.0)
 
     def _pad_crop(self, images: Tensor, flip: Tensor) -> Tensor:
         """Zero-pad by 4, cut a window of the native size at a uniform random offset, and mirror where ``flip``.
@@ -193,7 +211,13 @@ def _box_ramp(size: int, start: Tensor, length: Tensor, mirror: Tensor) -> Tenso
 
 
 def reference_transform(
-    preset: str, *, mean: Sequence[float], std: Sequence[float], resize: int | None = None, train: bool = True
+    preset: str,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize: int | None = None,
+    train: bool = True,
+    cutout: int = 0,
 ) -> v2.Compose:
     """The same preset as ``torchvision.transforms.v2`` for one uint8 image tensor ``(C, H, W)``.
 
@@ -207,6 +231,7 @@ def reference_transform(
         std: per-channel standard deviation to divide by, in [0, 1] pixel units.
         resize: output side, or ``None`` to keep the native size.
         train: apply the random part of the preset.
+        cutout: side of the square blanked in each training image, in native pixels (0: none).
 
     Returns:
         A transform from a uint8 ``(C, H, W)`` tensor to a normalised float32 one.
@@ -217,10 +242,13 @@ def reference_transform(
         steps += [_NativeRandomCrop(padding=CROP_PADDING), v2.RandomHorizontalFlip()]
     elif train and preset == "uva":
         steps += [_NativeRandomResizedCrop(), v2.RandomHorizontalFlip()]
+    normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    if train and cutout:  # blanked to the mean at native size, as the batched path does, then resized
+        steps += [*normalise, _NativeCutout(cutout)]
+        normalise = []
     if resize is not None:
         steps.append(v2.Resize((resize, resize), antialias=True))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(steps)
+    return v2.Compose(steps + normalise)
 
 
 class _NativeRandomCrop(torch.nn.Module):
@@ -239,3 +267,17 @@ class _NativeRandomResizedCrop(torch.nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         return v2.RandomResizedCrop(tuple(image.shape[-2:]), scale=UVA_SCALE, ratio=UVA_RATIO, antialias=True)(image)
+
+
+class _NativeCutout(torch.nn.Module):
+    """A ``side``-sided square, wholly inside the image at a uniform random place, set to 0 (the normalised mean)."""
+
+    def __init__(self, side: int):
+        super().__init__()
+        self.side = side
+
+    def forward(self, image: Tensor) -> Tensor:
+        h, w = image.shape[-2:]
+        side = min(self.side, h, w)
+        top, left = (int(torch.randint(n - side + 1, ())) for n in (h, w))
+        return v2.functional.erase(image, top, left, side, side, torch.zeros(()))

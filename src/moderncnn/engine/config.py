@@ -59,8 +59,20 @@ class TrainConfig:
     schedule: str = setting("none", "learning-rate schedule", SCHEDULES)
     milestones: list[int] = setting(help="epochs where multistep multiplies the rate by gamma", factory=list)
     gamma: float = setting(0.1, "multistep's factor")
-    warmup_epochs: int = setting(0, "linear learning-rate warm-up epochs")
+    warmup_epochs: int | float = setting(0, "linear learning-rate warm-up epochs (fractions allowed)")
     label_smoothing: float = setting(0.0, "cross-entropy label smoothing")
+    norm_weight_decay: float | None = setting(
+        None, "weight decay of normalisation layers and biases (default: --weight-decay; torchvision's recipe: 0)"
+    )
+    mixup: float = setting(0.0, "MixUp's alpha: training batches blend image pairs and their labels (0: off)")
+    cutmix: float = setting(
+        0.0, "CutMix's alpha: a box of one image pasted into another, labels by area (0: off; with --mixup, either)"
+    )
+    cutout: int = setting(0, "side in pixels of a square blanked at a random place in each training image (0: off)")
+    ema: float = setting(
+        0.0, "decay of an average of the weights used to validate, test and save the network (0: off; e.g. 0.999)"
+    )
+    tta: bool = setting(False, "test-time augmentation: validate and test on each image and its mirror, averaged")
     init: str = setting("default", "weight initialisation", INITS)
     augment: str = setting("none", "augmentation preset", AUGMENT_PRESETS)
     resize: int | None = setting(None, "resize images to this size (default: as the network and preset need)")
@@ -164,6 +176,14 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"weight_decay must be non-negative, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (
+                self.norm_weight_decay is None or self.norm_weight_decay >= 0,
+                f"norm_weight_decay must be non-negative, got {self.norm_weight_decay}",
+            ),
+            (self.mixup >= 0, f"mixup must be 0 (off) or a positive alpha, got {self.mixup}"),
+            (self.cutmix >= 0, f"cutmix must be 0 (off) or a positive alpha, got {self.cutmix}"),
+            (self.cutout >= 0, f"cutout must be 0 (off) or a side in pixels, got {self.cutout}"),
+            (0 <= self.ema < 1, f"ema must be a decay in [0, 1) (0: off; e.g. 0.999), got {self.ema}"),
             (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
             (all(m >= 1 for m in self.milestones), f"milestones must be epochs (1 or more), got {self.milestones}"),
             (self.devices >= 1, f"devices must be at least 1, got {self.devices}"),

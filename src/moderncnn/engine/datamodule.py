@@ -60,6 +60,12 @@ class ImageDataModule(L.LightningDataModule):
                 cache_dir = data_root(self.cfg.data_dir) / "cache"
                 size = self.cfg.resize or self.folder_size  # for folders of mixed sizes, resized once
                 self.dataset = cache_folder(self.dataset, cache_dir, size=size, force=self.cache)
+            native = self.dataset.image_size
+            if native is not None and self.cfg.cutout >= native:
+                raise ConfigError(
+                    f"cutout {self.cfg.cutout} px blanks the whole {native} px image; give a smaller side (e.g. "
+                    f"{max(1, native // 2)}) or 0"
+                )
             if self.cfg.mean is not None:  # a recipe's published normalisation
                 if len(self.cfg.mean) != self.dataset.channels:
                     raise ConfigError(
@@ -101,6 +107,7 @@ class ImageDataModule(L.LightningDataModule):
                 resize=self.resize,
                 train=train,
                 generator=torch.Generator(device=device),
+                cutout=self.cfg.cutout,
             )
             return DeviceLoader(
                 split,
@@ -114,7 +121,9 @@ class ImageDataModule(L.LightningDataModule):
                 world_size=world,
             )
         assert isinstance(split, FolderSplit)
-        transform = reference_transform(preset, mean=self.mean, std=self.std, resize=self.resize, train=train)
+        transform = reference_transform(
+            preset, mean=self.mean, std=self.std, resize=self.resize, train=train, cutout=self.cfg.cutout
+        )
         split = FolderSplit(split.samples, split.channels, transform)
         sampler = ShardSampler(len(split), shuffle=train, seed=seed, rank=rank, world_size=world, even=train)
         # The sampler shards per rank itself, so the Trainer is told not to swap in a DistributedSampler.

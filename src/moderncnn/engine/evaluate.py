@@ -29,6 +29,7 @@ class Evaluation:
     confusion: list[list[int]]
     worst_pairs: list[tuple[str, str, int]] = field(default_factory=list)
     checkpoint: Path | None = None
+    tta: bool = False
 
     def to_dict(self) -> dict:
         values = {k: v for k, v in self.__dict__.items() if k != "checkpoint"}
@@ -55,10 +56,13 @@ def evaluate(
     data_dir: str | None = None,
     checkpoint: str = "best",
     device: str = "cpu",
+    tta: bool | None = None,
 ) -> Evaluation:
-    """Evaluate ``run``'s ``checkpoints/<checkpoint>.ckpt`` on ``split`` of its dataset (or ``dataset``)."""
+    """Evaluate ``run``'s ``checkpoints/<checkpoint>.ckpt`` on ``split`` of its dataset (or ``dataset``); with
+    ``tta`` (default: as the run was tested) each image's logits are averaged with its mirror image's."""
     net, info = load_run(run, checkpoint)
     config = info.config
+    tta = config.tta if tta is None else tta
     if dataset is not None:
         config.dataset = dataset
     if data_dir is not None:
@@ -78,7 +82,9 @@ def evaluate(
     confusion = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=k).to(device)
     with torch.no_grad():
         for x, y in data.loader(split, train=False, device=torch.device(device)):
-            confusion.update(net(x.to(device)), y.to(device))
+            x = x.to(device)
+            logits = (net(x) + net(x.flip(-1))) / 2 if tta else net(x)
+            confusion.update(logits, y.to(device))
     matrix = confusion.compute().cpu()
     totals = matrix.sum(dim=1)
     per_class = (matrix.diag() / totals.clamp_min(1)).tolist()
@@ -96,4 +102,5 @@ def evaluate(
         matrix.tolist(),
         worst,
         info.checkpoint,
+        tta,
     )

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 import torchmetrics
 from torch import Tensor, nn
+from torchvision.transforms import v2
 
 from moderncnn.engine.checkpoint import build_network
 from moderncnn.engine.config import TrainConfig
@@ -29,6 +30,34 @@ def initialise(model: nn.Module, scheme: str) -> None:
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def parameter_groups(net: nn.Module, weight_decay: float, norm_weight_decay: float | None) -> list[dict]:
+    """The trainable parameters as optimiser groups: normalisation layers' parameters and every bias get
+    ``norm_weight_decay`` (when given; torchvision's classification reference recipe sets it to 0), the rest
+    ``weight_decay``."""
+    if norm_weight_decay is None or norm_weight_decay == weight_decay:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+    decayed, exempt = [], []
+    for module in net.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p.requires_grad:
+                (exempt if isinstance(module, norms) or name == "bias" else decayed).append(p)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": norm_weight_decay}]
+
+
+def batch_mixer(mixup: float, cutmix: float, num_classes: int) -> v2.Transform | None:
+    """MixUp and/or CutMix over whole batches (torchvision's ``v2``; one of the two per batch when both are on):
+    ``(images, labels) -> (mixed images, label probabilities)``; ``None`` when both are off."""
+    mixers = []
+    if mixup > 0:
+        mixers.append(v2.MixUp(alpha=mixup, num_classes=num_classes))
+    if cutmix > 0:
+        mixers.append(v2.CutMix(alpha=cutmix, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
 
 
 class NonFiniteLossError(TrainingError):
@@ -76,6 +105,7 @@ class ImageClassifier(L.LightningModule):
         if parse_switch(self.cfg.compile, "compile") is True:
             self.net.compile()  # in place: the state-dict keys stay those of the network
         self.loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.mixer = batch_mixer(self.cfg.mixup, self.cfg.cutmix, num_classes)
         metric = {"task": "multiclass", "num_classes": num_classes}
         self.train_acc = torchmetrics.Accuracy(**metric)
         self.val_acc = torchmetrics.Accuracy(**metric)
@@ -105,10 +135,14 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
+        target = y
+        if self.mixer is not None:  # label probabilities of the blended images; accuracy counts the larger share
+            x, target = self.mixer(x, y)
+            y = target.argmax(dim=1)
         logits, aux = self._outputs(x)
-        loss = self.loss(logits, y)
+        loss = self.loss(logits, target)
         if aux:  # the auxiliary losses, weighted as the network's paper says (the registry's aux_loss_weight)
-            loss = loss + self.net.info.aux_loss_weight * sum(self.loss(a, y) for a in aux)
+            loss = loss + self.net.info.aux_loss_weight * sum(self.loss(a, target) for a in aux)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
@@ -137,6 +171,8 @@ class ImageClassifier(L.LightningModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
         logits = self._logits(x)
+        if self.cfg.tta:  # flip test-time augmentation: the logits of the image and its mirror, averaged
+            logits = (logits + self._logits(x.flip(-1))) / 2
         getattr(self, f"{stage}_loss").update(self.loss(logits, y), weight=len(y))
         getattr(self, f"{stage}_acc").update(logits, y)
 
@@ -161,15 +197,14 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        params = [p for p in self.net.parameters() if p.requires_grad]  # the classifier only, when frozen
+        # The trainable parameters (the classifier only, when frozen), grouped by the weight decay they get.
+        groups = parameter_groups(self.net, cfg.weight_decay, cfg.norm_weight_decay)
         if cfg.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-            )
+            optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
         elif cfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            optimizer = torch.optim.Adam(groups, lr=cfg.lr)
         else:
-            optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         # Optimiser steps per epoch on this rank, after --limit-batches and DDP sharding.
         steps = max(1, self.trainer.estimated_stepping_batches // cfg.epochs)
         if cfg.schedule == "onecycle":

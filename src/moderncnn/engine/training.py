@@ -48,10 +48,12 @@ class RunResult:
     examples_per_sec: float
     device: str
     rank: int = 0
+    tta: bool = False
 
     def __str__(self) -> str:
+        tested = " (with flip TTA)" if self.tta else ""
         return (
-            f"loss {self.train_loss:.3f}, train acc {self.train_acc:.3f}, test acc {self.test_acc:.3f}, "
+            f"loss {self.train_loss:.3f}, train acc {self.train_acc:.3f}, test acc {self.test_acc:.3f}{tested}, "
             f"{self.examples_per_sec:.1f} examples/sec on {self.device}"
         )
 
@@ -70,6 +72,10 @@ def _quiet_lightning() -> None:
 def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: bool, extra=()) -> L.Trainer:
     _quiet_lightning()
     callbacks = [recorder, GraphLogger(), *extra]
+    if config.ema:
+        from moderncnn.engine.averaging import ema_callback
+
+        callbacks.append(ema_callback(config.ema))
     if not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -305,6 +311,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
         examples_per_sec=recorder.train_examples / max(recorder.train_seconds, 1e-9),
         device=device,
         rank=trainer.global_rank,
+        tta=config.tta,
     )
     if trainer.is_global_zero:
         results = {
@@ -320,6 +327,8 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
             "test_loss": round(test["test_loss"], 6),
             "test_acc": round(test["test_acc"], 6),
             "test_checkpoint": config.test_checkpoint,
+            "test_tta": config.tta,
+            "test_weights": "ema" if config.ema else "trained",
             "examples_per_sec": round(result.examples_per_sec, 1),
             "train_seconds": round(recorder.train_seconds, 2),
             "wall_seconds": round(time.perf_counter() - started, 2),

@@ -2,10 +2,15 @@
 
 A recipe names a dataset, the settings its source trains every network with, each network's own settings and
 published figures, and budgets (``full``: the published settings; ``quick``: fewer epochs at native
-resolution; ``smoke``: a few batches per network). The settings of one run are layered, later ones winning:
-the network's defaults (``moderncnn train --help``), the recipe's ``settings``, the network's ``settings``,
-the budget, then the caller's overrides. The bundled recipes live next to this file (``recipes/*.yaml``);
-a user's recipe is any file of the same form, passed by path.
+resolution; ``fast``: the same networks with a modern recipe, aiming at the published accuracy in the least
+time; ``smoke``: a few batches per network). The settings of one run are layered, later ones winning: the
+network's defaults (``moderncnn train --help``), the recipe's ``settings``, the network's ``settings``, the
+budget's settings, the budget's own entry for the network (``networks: {MODEL: {...}}`` inside a budget), then
+the caller's overrides. The bundled recipes live next to this file (``recipes/*.yaml``); a user's recipe is any
+file of the same form, passed by path.
+
+``moderncnn train MODEL --recipe fast`` trains one network with a recipe's budget (:func:`recipe_settings`),
+whether or not the recipe lists it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from moderncnn.registry import get_model_info
 from moderncnn.reports.compare import RecipeHeading
 
 BUNDLED = Path(__file__).parent / "recipes"
-BUDGETS = ("full", "quick", "smoke")
+BUDGETS = ("full", "quick", "fast", "smoke")
 COMPARISONS = ("diff", "ratio")
 
 
@@ -71,21 +76,27 @@ class Recipe:
             if missing:
                 raise UsageError(f"recipe {self.name} has no network {', '.join(missing)}; it has {', '.join(known)}")
             networks = [n for n in networks if n.model in only]
+        return [make_config(network.model, **self.settings_for(network, budget, **overrides)) for network in networks]
+
+    def settings_for(self, network: Network | str, budget: str = "full", **overrides) -> dict:
+        """The layered settings of one network (any registered network, listed here or not) for ``budget``."""
+        if budget not in self.budgets:
+            raise UsageError(f"recipe {self.name} has no budget {budget!r}; it has {', '.join(self.budgets)}")
+        if isinstance(network, str):
+            network = self.network(network) or Network(network)
         dataset = overrides.get("dataset") or self.dataset
-        configs = []
-        for network in networks:
-            values = {"dataset": self.dataset, **self.settings, **network.settings}
-            scheduled_epochs = values.get("epochs")
-            budget_values = dict(self.budgets[budget])
-            if budget_values.get("resize") == "native":
-                budget_values["resize"] = _native_size(dataset, network.model, overrides.get("data_dir"))
-            values.update(budget_values)
-            if scheduled_epochs and "epochs" in budget_values and "milestones" not in budget_values:
-                ratio = values["epochs"] / scheduled_epochs
-                values["milestones"] = sorted({max(1, round(m * ratio)) for m in values.get("milestones", [])})
-            values.update({k: v for k, v in overrides.items() if v is not None})
-            configs.append(make_config(network.model, **values))
-        return configs
+        values = {"dataset": self.dataset, **self.settings, **network.settings}
+        scheduled_epochs = values.get("epochs")
+        budget_values = dict(self.budgets[budget])
+        budget_values.update(budget_values.pop("networks", {}).get(network.model, {}))
+        if budget_values.get("resize") == "native":
+            budget_values["resize"] = _native_size(dataset, network.model, overrides.get("data_dir"))
+        values.update(budget_values)
+        if scheduled_epochs and "epochs" in budget_values and "milestones" not in budget_values:
+            ratio = values["epochs"] / scheduled_epochs
+            values["milestones"] = sorted({max(1, round(m * ratio)) for m in values.get("milestones", [])})
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return values
 
     def network(self, model: str) -> Network | None:
         return next((n for n in self.networks if n.model == model), None)
@@ -131,6 +142,15 @@ def _check(recipe: Recipe) -> Recipe:
             )
     for network in recipe.networks:
         get_model_info(network.model)  # unknown names fail here, with the closest valid ones
+    listed = {n.model for n in recipe.networks}
+    for name, budget in recipe.budgets.items():
+        if not isinstance(budget, dict) or not isinstance(budget.get("networks", {}), dict):
+            raise UsageError(f"recipe {where}: budget {name} must map settings (and `networks: {{MODEL: {{...}}}}`)")
+        strays = sorted(set(budget.get("networks", {})) - listed)
+        if strays:
+            raise UsageError(
+                f"recipe {where}: budget {name} sets networks the recipe does not list: {', '.join(strays)}"
+            )
     return recipe
 
 
@@ -165,3 +185,37 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         return read_recipe(bundled)
     names = ", ".join(r.name for r in list_recipes())
     raise UsageError(f"unknown recipe {name_or_path!r}; bundled recipes: {names} (or give a recipe file's path)")
+
+
+def recipe_settings(spec: str, model: str, dataset: str | None = None, data_dir: str | None = None) -> dict:
+    """The settings ``moderncnn train MODEL --recipe SPEC`` starts from (the caller's flags then win).
+
+    ``SPEC`` is ``RECIPE:BUDGET`` (a bundled recipe's name or a recipe file, e.g. ``d2l-ch7:fast``) or a budget
+    alone (``fast``): then the bundled recipe that lists ``model`` for this dataset, else the one for this dataset,
+    else one that lists ``model``.
+
+    Args:
+        spec: ``RECIPE:BUDGET`` or ``BUDGET``.
+        model: the network to train.
+        dataset: the run's dataset (``None``: the recipe's).
+        data_dir: data root, to read the dataset's image size for ``resize: native``.
+    """
+    name, _, budget = spec.rpartition(":")
+    recipe = load_recipe(name) if name else _recipe_for(model, dataset, budget)
+    overrides = {"dataset": dataset, "data_dir": data_dir}
+    return recipe.settings_for(model, budget, **overrides)
+
+
+def _recipe_for(model: str, dataset: str | None, budget: str) -> Recipe:
+    recipes = [r for r in list_recipes() if budget in r.budgets]
+    if not recipes:
+        valid = sorted({b for r in list_recipes() for b in r.budgets})
+        raise UsageError(f"no bundled recipe has a budget {budget!r}; budgets: {', '.join(valid)} (or RECIPE:BUDGET)")
+    same_data = [r for r in recipes if dataset in (None, r.dataset)]
+    for candidates in ([r for r in same_data if r.network(model)], same_data, [r for r in recipes if r.network(model)]):
+        if candidates:
+            return candidates[0]
+    raise UsageError(
+        f"no bundled recipe trains {model} or {dataset}; name one as RECIPE:{budget} "
+        f"({', '.join(r.name for r in recipes)}, or a recipe file)"
+    )
