@@ -44,6 +44,7 @@ OUT_OF_RANGE = {
     "mean": [[0.5, 0.5]],
     "std": [[0.0]],
     "dataset": [""],
+    "checkpoint_every": ["ten", "-3", "10 minutes"],
 }
 
 

@@ -52,6 +52,7 @@ class ShardSampler(torch.utils.data.Sampler):
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.rank, self.world_size, self.even = rank, world_size, even
         self.epoch = 0
+        self.start = 0  # indices of the epoch to skip (a resumed epoch, see ResumableDataLoader)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -68,11 +69,43 @@ class ShardSampler(torch.utils.data.Sampler):
         )
 
     def __iter__(self):
-        return iter(self.indices().tolist())
+        return iter(self.indices()[self.start :].tolist())
 
     def __len__(self) -> int:
         # The shard size does not depend on the permutation.
         return len(shard(torch.arange(self.n), self.rank, self.world_size, self.even))
+
+
+class ResumableDataLoader(torch.utils.data.DataLoader):
+    """A ``DataLoader`` over a :class:`ShardSampler` that can continue an epoch where a checkpoint left it: the same
+    images in the same order (random augmentation in the worker processes is drawn afresh from there on).
+
+    Its :meth:`state_dict` is the epoch and the batches yielded so far; :meth:`load_state_dict` makes the next
+    iteration start at the next batch. The iteration starts at the first batch asked for, not at ``iter()``, so
+    that the epoch and position set between the two (Lightning creates the iterator early) are the ones used.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._batches = 0
+        self._resume_at = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches": self._batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.set_epoch(state["epoch"])
+        self._resume_at = state["batches"]
+
+    def __iter__(self):
+        return self._batches_from_position()
+
+    def _batches_from_position(self):
+        self._batches, self._resume_at = self._resume_at, 0
+        self.sampler.start = self._batches * self.batch_size
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
 
 
 class DeviceLoader:
@@ -119,10 +152,30 @@ class DeviceLoader:
         self._order = ShardSampler(
             len(self.labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, even=even
         )
+        self._batches = 0  # yielded so far in this epoch
+        self._resume: dict | None = None
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose permutation and augmentation the next iteration uses."""
+        """Select the epoch whose permutation and augmentation the next iteration uses, from its first batch."""
         self._order.set_epoch(epoch)
+        self._resume = None
+
+    def state_dict(self) -> dict:
+        """Where this epoch's iteration stands: the epoch, the batches yielded so far, and the augmentation
+        generator's state after them (Lightning saves it in checkpoints taken inside an epoch)."""
+        generator = self._generator()
+        state = generator.get_state() if generator is not None else None
+        return {"epoch": self._order.epoch, "batches": self._batches, "generator": state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue an epoch where :meth:`state_dict` left it: the next iteration yields the batches that would have
+        followed, with the same augmentation."""
+        self._order.set_epoch(state["epoch"])
+        self._resume = state
+
+    def _generator(self) -> torch.Generator | None:
+        generator = getattr(self.transform, "generator", None)
+        return generator if isinstance(generator, torch.Generator) else None
 
     def indices(self) -> Tensor:
         """This rank's image indices for the current epoch, in batch order."""
@@ -133,13 +186,19 @@ class DeviceLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        generator = getattr(self.transform, "generator", None)
-        if isinstance(generator, torch.Generator):
+        # A generator: epoch, position and seed are read at the first batch, not at iter() (see ResumableDataLoader).
+        resume, self._resume = self._resume, None
+        generator = self._generator()
+        if generator is not None and resume is not None and resume["generator"] is not None:
+            generator.set_state(resume["generator"])
+        elif generator is not None:
             s = self._order
             generator.manual_seed((s.seed * 1_000_003 + s.epoch) * 1009 + s.rank)
         order = self.indices().to(self.device)
-        for b in range(len(self)):
+        self._batches = resume["batches"] if resume is not None else 0
+        for b in range(self._batches, len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
             images = self.images[index]
             images = self.transform(images) if self.transform is not None else images.float().div_(255)
+            self._batches = b + 1
             yield images, self.labels[index]

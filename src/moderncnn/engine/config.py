@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -112,6 +113,11 @@ class TrainConfig:
     )
     seed: int = setting(42, "seed of initialisation, data order and augmentation")
     limit_batches: int | float | None = setting(None, "batches per epoch (count, or fraction if < 1), for quick checks")
+    checkpoint_every: int | str = setting(
+        "10min",
+        "also write last.ckpt inside an epoch every N steps (500) or every so long (30s, 10min, 2h); 0 or off: only "
+        "at epoch ends (as with several processes)",
+    )
     num_workers: int = setting(2, "DataLoader workers for image folders")
     run_dir: str | None = setting(None, "run directory (default: runs/<model>-<dataset>-<time>)")
 
@@ -215,6 +221,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        checkpoint_interval(self.checkpoint_every)  # its own one-line error
         if self.freeze_backbone and not self.pretrained:
             raise ConfigError("freeze_backbone needs pretrained weights (--pretrained or --pretrained PATH)")
         if self.pretrained == "imagenet":
@@ -227,6 +234,25 @@ class TrainConfig:
                     "weights file path"
                 )
         return self
+
+
+_TIME_UNITS = {"s": 1, "min": 60, "h": 3600}
+
+
+def checkpoint_interval(every: int | str) -> tuple[int, float]:
+    """``checkpoint_every`` as (steps, seconds) between checkpoints inside an epoch: ``500`` or ``"500"`` is
+    (500, 0), ``"10min"`` is (0, 600.0), ``0`` or ``"off"`` is (0, 0.0)."""
+    text = str(every).strip().lower()
+    if text == "off":
+        return 0, 0.0
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|min|h)?", text)
+    if match is None or (match[2] is None and "." in match[1]):
+        raise ConfigError(
+            f"checkpoint_every must be a number of steps (500), a time (30s, 10min, 2h), or 0 or off; got {every!r}"
+        )
+    if match[2] is None:
+        return int(match[1]), 0.0
+    return 0, float(match[1]) * _TIME_UNITS[match[2]]
 
 
 # Settings by source. Textbook: D2L's train_ch6 (plain SGD, Xavier init, 10 epochs on Fashion-MNIST, resized to

@@ -16,7 +16,7 @@ from moderncnn.data import Dataset, DeviceLoader, Split, data_root, dataset_stat
 from moderncnn.data.augment import BatchAugment, reference_transform
 from moderncnn.data.cache import cache_folder
 from moderncnn.data.folder import FolderSplit
-from moderncnn.data.loader import ShardSampler
+from moderncnn.data.loader import ResumableDataLoader, ShardSampler
 from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import ConfigError
 
@@ -127,7 +127,7 @@ class ImageDataModule(L.LightningDataModule):
         split = FolderSplit(split.samples, split.channels, transform)
         sampler = ShardSampler(len(split), shuffle=train, seed=seed, rank=rank, world_size=world, even=train)
         # The sampler shards per rank itself, so the Trainer is told not to swap in a DistributedSampler.
-        return torch.utils.data.DataLoader(
+        return ResumableDataLoader(
             split,
             batch_size=self.cfg.batch_size,
             sampler=sampler,

@@ -195,6 +195,20 @@ class ImageClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The running sums of the epoch so far: a run resumed inside an epoch reports the whole epoch's loss and
+        # accuracy, as the uninterrupted run would.
+        checkpoint["metric_states"] = {
+            name: dict(m.metric_state) for name, m in self.named_modules() if isinstance(m, torchmetrics.Metric)
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("metric_states", {})
+        for name, metric in self.named_modules():
+            if isinstance(metric, torchmetrics.Metric) and name in saved:
+                for key, value in saved[name].items():
+                    setattr(metric, key, value.to(metric.device))
+
     def configure_optimizers(self):
         cfg = self.cfg
         # The trainable parameters (the classifier only, when frozen), grouped by the weight decay they get.

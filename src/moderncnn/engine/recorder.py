@@ -1,4 +1,5 @@
-"""What a run leaves on disk each epoch: a row of ``metrics.csv``, ``curves.png``, ``last.ckpt`` and ``best.ckpt``.
+"""What a run leaves on disk each epoch: a row of ``metrics.csv``, ``curves.png``, ``last.ckpt`` and ``best.ckpt``;
+and ``last.ckpt`` again inside long epochs (``checkpoint_every``), holding what the rest of the epoch needs.
 
 Checkpoints are written to a temporary file and renamed over the old one (``AtomicCheckpointIO``), so a
 process killed at any moment leaves either the previous checkpoint or the new one, never half of one.
@@ -54,13 +55,22 @@ class RunRecorder(Checkpoint):
         seed: the run's seed; the global RNG (dropout) is reseeded from it at every epoch start, so a run
             resumed from ``last.ckpt`` continues exactly as the uninterrupted run would have.
         on_epoch_end: called with the run directory after each epoch's files are written (draws the curves).
+        checkpoint_every: (steps, seconds) between the checkpoints written inside an epoch (``config.
+            checkpoint_interval``); (0, 0) writes them at epoch ends only. A run of several processes does too: each
+            rank's position, random state and partial sums would have to be gathered into the one file.
     """
 
-    def __init__(self, run: RunDir, seed: int, on_epoch_end=None):
+    def __init__(self, run: RunDir, seed: int, on_epoch_end=None, checkpoint_every: tuple[int, float] = (0, 0.0)):
         self.run = RunDir(run)
         self.seed = seed
         self.on_epoch_end = on_epoch_end
+        self.every_steps, self.every_seconds = checkpoint_every
+        self._saved_at = 0.0
+        self._within_epoch: dict | None = None  # saved with a checkpoint taken inside an epoch
+        self._resumed: dict | None = None  # loaded from one, applied when training starts
+        self._last_saved = "the run as it was last saved"
         self.best_acc = -1.0
+        self.epoch_metrics: dict[str, float] = {}  # what the last finished epoch logged (results.json reports it)
         self.train_seconds = 0.0
         self.train_examples = 0
         self._start = 0.0
@@ -74,18 +84,36 @@ class RunRecorder(Checkpoint):
         return self.run.metrics
 
     def state_dict(self) -> dict:
-        return {"best_acc": self.best_acc, "train_seconds": self.train_seconds, "train_examples": self.train_examples}
+        state = {"best_acc": self.best_acc, "train_seconds": self.train_seconds, "train_examples": self.train_examples}
+        state["epoch_metrics"] = self.epoch_metrics  # for a run resumed with only its final test left
+        if self._within_epoch is not None:
+            state["within_epoch"] = self._within_epoch
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.best_acc = state["best_acc"]
         self.train_seconds = state["train_seconds"]
         self.train_examples = state["train_examples"]
+        self.epoch_metrics = state.get("epoch_metrics", {})
+        self._resumed = state.get("within_epoch")
 
     def on_train_start(self, trainer, pl_module) -> None:
         # A resumed run may have written rows after its last checkpoint: drop them, they will be redone.
         rows = [r for r in read_metrics(self.metrics_path) if int(r["epoch"]) < trainer.current_epoch]
         if trainer.is_global_zero:
             self._write_rows(rows)
+        self._saved_at = time.monotonic()
+        state, self._resumed = self._resumed, None
+        if state is not None:
+            # Resumed inside an epoch, where on_train_epoch_start is not called again: the loader continues at the
+            # next batch (applied here: Lightning 2.6 drops the loader states it saved when configure_optimizers
+            # asks for estimated_stepping_batches, Lightning issue #20550), dropout's RNG where it was.
+            trainer.train_dataloader.load_state_dict(state["loader"])
+            torch.set_rng_state(state["rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self._lr, self._examples = state["lr"], state["examples"]
+            self._start, self._val_seconds = time.perf_counter() - state["seconds"], 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         torch.manual_seed(self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank)
@@ -100,6 +128,34 @@ class RunRecorder(Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._examples += len(batch[1])
+        if self._checkpoint_due(trainer, batch_idx):
+            self._save_within_epoch(trainer)
+
+    def _checkpoint_due(self, trainer, batch_idx: int) -> bool:
+        if trainer.world_size > 1 or batch_idx + 1 >= trainer.num_training_batches:
+            return False  # the epoch's own checkpoint follows at its end
+        if self.every_steps:
+            return trainer.global_step % self.every_steps == 0
+        return bool(self.every_seconds) and time.monotonic() - self._saved_at >= self.every_seconds
+
+    def _save_within_epoch(self, trainer) -> None:
+        """``last.ckpt`` now, with what the rest of the epoch needs beside what Lightning saves (the weights, the
+        optimiser, the loops' progress) and the module's partial sums: the loader's position, the RNG, this epoch's
+        rate and timing so far."""
+        self._within_epoch = {
+            "loader": trainer.train_dataloader.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "lr": self._lr,
+            "examples": self._examples,
+            "seconds": time.perf_counter() - self._start,
+        }
+        try:
+            trainer.save_checkpoint(self.run.last, weights_only=False)
+        finally:
+            self._within_epoch = None
+        self._saved_at = time.monotonic()
+        self._last_saved = f"epoch {trainer.current_epoch + 1} up to step {trainer.global_step}"
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = time.perf_counter() - self._start  # training only: the validation pass ran before this hook
@@ -108,6 +164,7 @@ class RunRecorder(Checkpoint):
         examples = self._examples * trainer.world_size
         self.train_examples += examples
         m = trainer.callback_metrics
+        self.epoch_metrics = {k: v.item() for k, v in m.items()}
         row = {
             "epoch": trainer.current_epoch,
             "train_loss": f"{m['train_loss'].item():.6f}",
@@ -126,6 +183,8 @@ class RunRecorder(Checkpoint):
             self.best_acc = val_acc
             trainer.save_checkpoint(self.run.best, weights_only=False)
         trainer.save_checkpoint(self.run.last, weights_only=False)
+        self._saved_at = time.monotonic()
+        self._last_saved = f"the end of epoch {trainer.current_epoch + 1}"
         if trainer.is_global_zero and self.on_epoch_end is not None:
             self.on_epoch_end(self.run)
 
@@ -139,13 +198,12 @@ class RunRecorder(Checkpoint):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
             return
-        # last.ckpt is left as the end of the last finished epoch: resuming from there reproduces the
-        # uninterrupted run exactly, which a checkpoint from the middle of an epoch would not.
+        # last.ckpt is left as it was last written (the end of an epoch, or a step inside this one): the state
+        # at this moment may be half a step, and resuming from the checkpoint reproduces the uninterrupted run.
         last = self.run.last
         if last.is_file():
-            done = trainer.current_epoch
             print(
-                f"interrupted in epoch {done + 1}; {last} holds the end of epoch {done}. "
+                f"interrupted in epoch {trainer.current_epoch + 1}; {last} holds {self._last_saved}. "
                 f"Resume with: moderncnn train --resume {self.run}",
                 file=sys.stderr,
             )

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 from moderncnn.engine.checkpoint import load_checkpoint, load_run
-from moderncnn.engine.config import TrainConfig, resolve_resize
+from moderncnn.engine.config import TrainConfig, checkpoint_interval, resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
@@ -277,7 +277,8 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
     elif notice := holder_notice():
         print(notice)
 
-    recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves)
+    every = checkpoint_interval(config.checkpoint_every)
+    recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves, checkpoint_every=every)
     trainer = _trainer(config, run, recorder, quiet, extra)
     model = ImageClassifier(
         config.to_dict(),
@@ -296,7 +297,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
-    metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    metrics = recorder.epoch_metrics  # the last epoch's, also when a resumed run had only its test left
     # The textbook reports the final network's test accuracy; the UvA tutorial tests its best-validation one.
     if config.test_checkpoint == "best" and run.best.is_file():
         test = trainer.test(model, datamodule=data, ckpt_path=run.best, verbose=False, weights_only=True)[0]
