@@ -17,3 +17,38 @@ def torchvision_model(name: str, **kwargs):
     if name in ("googlenet", "inception_v3"):
         kwargs = {"aux_logits": False, "init_weights": True, **kwargs}
     return getattr(torchvision.models, name)(weights=None, **kwargs)
+
+
+def dark_and_light_folder(root):
+    """``root/photos``: ``train``, ``val`` and ``test`` folders of dark and light noise images (20x24 RGB PNG, 24, 6
+    and 6 per class) and one corrupt file in ``train/dark``: an easy two-class image folder for training runs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("val", 6), ("test", 6)):
+        for c, shade in (("dark", 40), ("light", 215)):
+            folder = root / "photos" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(shade, 20, (20, 24, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    (root / "photos" / "train" / "dark" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return root / "photos"
+
+
+# Settings that learn dark_and_light_folder whatever the seed (none failed of the 12 to 25 seeds tried per data path and
+# precision), in a few seconds. Its only signal is brightness, which BatchNorm takes out of each batch of 8: after
+# resnet20's 12 steps at lr 0.05 the running statistics were still so far off that it tested at chance in evaluation
+# mode for about 4 seeds in 10, on the cached and the DataLoader path alike. LeNet-BN (4 BatchNorm layers, not 19)
+# with 24 steps settles.
+EASY_FOLDER_SETTINGS = {
+    "model": "lenet_bn",
+    "epochs": 4,
+    "batch_size": 8,
+    "lr": 0.5,
+    "schedule": "none",
+    "augment": "cifar",
+    "resize": 28,
+    "num_workers": 1,
+}

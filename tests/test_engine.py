@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import EASY_FOLDER_SETTINGS, dark_and_light_folder
 from moderncnn.engine import TrainConfig, load_checkpoint, make_config, train
 from moderncnn.engine.recorder import TIMING_COLUMNS, AtomicCheckpointIO
 
@@ -247,36 +248,18 @@ def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix(tmp_path, ca
 
 def test_training_on_an_image_folder_with_a_corrupt_file(tmp_path):
     """The DataLoader path: PNG files decoded by workers, torchvision transforms, one bad file skipped."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 24), ("val", 6), ("test", 6)):
-        for c, shade in (("dark", 40), ("light", 215)):
-            folder = tmp_path / "photos" / split / c
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = np.clip(rng.normal(shade, 20, (20, 24, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    (tmp_path / "photos" / "train" / "dark" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     cfg = make_config(
-        "resnet20",
-        dataset=f"imagefolder:{tmp_path / 'photos'}",
-        epochs=2,
-        batch_size=8,
-        lr=0.05,
-        schedule="none",
-        augment="cifar",
-        resize=16,
-        num_workers=1,
-        data_dir=str(tmp_path / "data"),  # where the folder's decoded cache goes, not the user's data root
+        dataset=f"imagefolder:{dark_and_light_folder(tmp_path)}",
+        cache=False,  # the cached path: tests/test_cache.py
+        data_dir=str(tmp_path / "data"),
         run_dir=str(tmp_path / "run"),
+        **EASY_FOLDER_SETTINGS,
     )
     with pytest.warns(UserWarning, match="broken.jpg"):
         result = train(cfg, quiet=True)
     hparams = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["hyper_parameters"]
-    assert hparams["class_names"] == ["dark", "light"] and hparams["input_size"] == 16
-    assert [r["epoch"] for r in metrics(tmp_path / "run")] == ["0", "1"]
+    assert hparams["class_names"] == ["dark", "light"] and hparams["input_size"] == 28
+    assert [r["epoch"] for r in metrics(tmp_path / "run")] == ["0", "1", "2", "3"]
     assert result.test_acc >= 0.9  # dark vs light is easy
 
 

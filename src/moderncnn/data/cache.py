@@ -64,6 +64,10 @@ def _human(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
+def _over_budget(name: str, need: int, allowed: int) -> str:
+    return f"{name}: {_human(need)} decoded, over the cache budget of {_human(allowed)}; read per epoch"
+
+
 def _decode_chunk(task: tuple[str, int, list[str], int, int | None]) -> int:
     """Decode ``paths`` into rows ``start...`` of the ``.npy`` file being written (runs in a worker process)."""
     out, start, paths, channels, size = task
@@ -155,7 +159,21 @@ def cache_folder(
     cache_dir = Path(cache_dir)
     found = [cache_dir / f"{files_digest(root, paths, channels, s)}.npy" for s in (None, size)]
     out = next((f for f in found if f.is_file()), None)
+    allowed = memory_budget() if budget is None else budget
+    if out is not None and force is None:  # made with force=True, or on a machine with more RAM
+        need = np.load(out, mmap_mode="r").nbytes  # from the header: nothing read yet
+        if need > allowed:
+            log(_over_budget(dataset.name, need, allowed))
+            return dataset
     if out is None:
+        if not force:
+            # Automatic for every folder, so a large one is refused from one header (reading them all takes minutes):
+            # cached, it would take n images of the first one's size (all alike) or of size x size (mixed) at least.
+            ((height, width),) = _image_sizes(paths[:1])
+            least = len(paths) * channels * min(height * width, size * size if size else height * width)
+            if least > allowed:
+                log(_over_budget(dataset.name, least, allowed))
+                return dataset
         sizes = _image_sizes(paths)
         target = None
         if len(sizes) > 1:
@@ -164,18 +182,19 @@ def cache_folder(
                     raise DataError(f"{dataset.name}: images of {len(sizes)} sizes and no size to resize them to")
                 return dataset
             target = size
-            log(f"{dataset.name}: images of {len(sizes)} different sizes, resized once to {size}x{size} for the cache")
         height, width = (target, target) if target else next(iter(sizes))
         shape = (len(paths), channels, height, width)
-        need, allowed = int(np.prod(shape)), memory_budget() if budget is None else budget
+        need = int(np.prod(shape))
         if need > allowed:
             if force:
                 raise DataError(
                     f"{dataset.name}: its {len(paths):,} decoded images take {_human(need)}, over the cache budget of "
                     f"{_human(allowed)} (a quarter of the RAM); leave the cache off to read them with a DataLoader"
                 )
-            log(f"{dataset.name}: {_human(need)} decoded, over the cache budget of {_human(allowed)}; read per epoch")
+            log(_over_budget(dataset.name, need, allowed))
             return dataset
+        if target:
+            log(f"{dataset.name}: images of {len(sizes)} different sizes, resized once to {size}x{size} for the cache")
         out = found[1] if target else found[0]
         # Several processes (the ranks of a multi-process run) may start together: one decodes, the others wait.
         with _download_lock(cache_dir):
@@ -188,6 +207,8 @@ def cache_folder(
                         raise DataError(f"{dataset.name}: cannot write the cache in {cache_dir} ({err})") from None
                     log(f"{dataset.name}: cannot write the cache in {cache_dir} ({err}); read per epoch")
                     return dataset
+    elif out != found[0]:  # found the cache of a folder of mixed sizes: say what this run trains on
+        log(f"{dataset.name}: images of different sizes, resized once to {size}x{size} (cached)")
     images = torch.from_numpy(np.load(out))
     row = {p: i for i, p in enumerate(paths)}
     in_memory = {}

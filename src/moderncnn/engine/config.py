@@ -109,7 +109,9 @@ class TrainConfig:
         False, "repeat bit for bit: fp32, contiguous, eager, a fixed thread count (overrides the auto choices)"
     )
     cache: bool | None = setting(
-        None, "image folders: decode once into memory when they fit a quarter of the RAM (opt-in for now)"
+        None,
+        "image folders: decode once into memory, then serve them like the named datasets (default: when the decoded "
+        "images fit a quarter of the RAM; --cache forces it, --no-cache reads them with a DataLoader every epoch)",
     )
     seed: int = setting(42, "seed of initialisation, data order and augmentation")
     limit_batches: int | float | None = setting(None, "batches per epoch (count, or fraction if < 1), for quick checks")

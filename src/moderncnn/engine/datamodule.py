@@ -1,12 +1,14 @@
 """``ImageDataModule``: a dataset's splits as loaders for the Trainer, sharded per DDP rank.
 
 In-memory datasets get the device-resident loader on the training device, and so do image folders that fit
-in memory (decoded once, ``data.cache``); larger folders get a ``DataLoader`` with workers and torchvision
-transforms. Both use the same augmentation presets and the
-same seeded epoch order (``data.loader.epoch_indices``).
+in memory (decoded once, ``data.cache``; ``config.cache``); larger folders get a ``DataLoader`` with workers and
+torchvision transforms. Both use the same augmentation presets and the same seeded epoch order
+(``data.loader.epoch_indices``).
 """
 
 from __future__ import annotations
+
+import sys
 
 import lightning as L
 import torch
@@ -21,23 +23,27 @@ from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import ConfigError
 
 
+def _note(line: str) -> None:
+    """The cache's one-line notes (resized, over budget) go to stderr: stdout may be ``evaluate --json``'s."""
+    print(line, file=sys.stderr)
+
+
 class ImageDataModule(L.LightningDataModule):
     """Loads the dataset once (``setup``) and builds a loader per split for this process's rank.
 
     Args:
         config: the run's settings (dataset, data_dir, val_size, batch_size, augment, resize, seed, ...);
             ``config.resize`` is the size images are resized to (``None``: their own), as
-            :func:`~moderncnn.engine.config.resolve_resize` decided it before the run started.
-        cache: an image folder decoded once into memory (``data.cache``): ``None`` when it fits the memory
+            :func:`~moderncnn.engine.config.resolve_resize` decided it before the run started; ``config.cache``
+            whether an image folder is decoded once into memory (``data.cache``): ``None`` when it fits the memory
             budget, ``True`` always (an error when it cannot be), ``False`` never.
         folder_size: the side a folder of images of mixed sizes is resized to once, when it is cached (the same
             rule's answer for images of no single size).
     """
 
-    def __init__(self, config: TrainConfig, cache: bool | None = None, folder_size: int | None = None):
+    def __init__(self, config: TrainConfig, folder_size: int | None = None):
         super().__init__()
         self.cfg = config
-        self.cache = cache
         self.folder_size = folder_size
         self.dataset: Dataset | None = None
         self.mean: list[float] = []
@@ -54,12 +60,10 @@ class ImageDataModule(L.LightningDataModule):
             self.dataset = load_dataset(
                 self.cfg.dataset, data_dir=self.cfg.data_dir, val_size=self.cfg.val_size, seed=self.cfg.seed
             )
-            # Opt-in for now: a cached folder trained in bf16 was seen testing at chance on a tiny two-class folder
-            # (tests/test_cache.py::test_cached_folder_in_bf16_tests_like_the_dataloader_path, xfail until found).
-            if self.cfg.dataset.startswith("imagefolder:") and self.cache:
+            if self.cfg.dataset.startswith("imagefolder:") and self.cfg.cache is not False:
                 cache_dir = data_root(self.cfg.data_dir) / "cache"
                 size = self.cfg.resize or self.folder_size  # for folders of mixed sizes, resized once
-                self.dataset = cache_folder(self.dataset, cache_dir, size=size, force=self.cache)
+                self.dataset = cache_folder(self.dataset, cache_dir, size=size, force=self.cfg.cache, log=_note)
             native = self.dataset.image_size
             if native is not None and self.cfg.cutout >= native:
                 raise ConfigError(

@@ -67,7 +67,7 @@ def evaluate(
         config.dataset = dataset
     if data_dir is not None:
         config.data_dir = data_dir
-    data = ImageDataModule(config)
+    data = ImageDataModule(config, folder_size=info.input_size)  # a folder of mixed sizes: cached at the trained size
     data.setup("test")
     if data.dataset.num_classes != info.num_classes:
         raise DataError(

@@ -267,7 +267,7 @@ def _warn(message: str) -> None:
 
 def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = ImageDataModule(config, cache=config.cache, folder_size=resolve_resize(config, None))
+    data = ImageDataModule(config, folder_size=resolve_resize(config, None))
     data.setup("fit")
     config.resize = resolve_resize(config, data.dataset.image_size)
     extra = _choose_speed(config, len(data.dataset.splits["train"]), quiet)
