@@ -75,7 +75,7 @@ def lr_find(
     plot_path = check_figure_path(out or Path("runs") / "lr-find" / f"{config.model}-{dataset_name}.png")
     config.validate()
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = ImageDataModule(config, cache=config.cache, folder_size=resolve_resize(config, None))
+    data = ImageDataModule(config, folder_size=resolve_resize(config, None))
     data.setup("fit")
     config.resize = resolve_resize(config, data.dataset.image_size)
     config.epochs = max(config.epochs, 1)
