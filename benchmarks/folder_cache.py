@@ -54,9 +54,7 @@ def make_jpeg_folder(folder: Path, per_class: int | None) -> None:
 
 
 def run(dataset: str, args: argparse.Namespace, cache_root: Path, cache: bool = True) -> float:
-    """Training examples/sec of one short run (``cache=False``: the data module's cache step is skipped)."""
-    from moderncnn.engine import datamodule
-
+    """Training examples/sec of one short run (``cache=False``: the folder goes through the DataLoader path)."""
     overrides = {"precision": args.precision, "channels_last": args.channels_last}
     config = make_config(
         args.model,
@@ -65,17 +63,14 @@ def run(dataset: str, args: argparse.Namespace, cache_root: Path, cache: bool = 
         epochs=args.epochs,
         limit_batches=args.batches,
         num_workers=args.workers,
+        cache=None if cache else False,
         run_dir=tempfile.mkdtemp(prefix="folder-cache-run-"),
         **{k: v for k, v in overrides.items() if v is not None},
     )
     shutil.rmtree(config.run_dir)
-    original = datamodule.cache_folder
-    if not cache:
-        datamodule.cache_folder = lambda dataset, *args, **kwargs: dataset
     try:
         result = train(config, quiet=True)
     finally:
-        datamodule.cache_folder = original
         shutil.rmtree(config.run_dir, ignore_errors=True)
     return result.examples_per_sec
 

@@ -27,6 +27,15 @@ CASES = {
     "lenet": ("FashionMNIST", ["lenet", "--dataset", "fashion-mnist", "--epochs", "10"]),
     "lenet_bn": ("FashionMNIST", ["lenet_bn", "--dataset", "fashion-mnist", "--epochs", "10"]),
     "resnet20": ("cifar-10-batches-py", ["resnet20", "--dataset", "cifar10", "--epochs", "24", "--schedule", "cosine"]),
+    # Fast by default (issue 12): the same short run with no speed flags (auto) and in plain fp32, back to back.
+    "resnet20-auto": (
+        "cifar-10-batches-py",
+        ["resnet20", "--dataset", "cifar10", "--epochs", "3", "--schedule", "cosine"],
+    ),
+    "resnet20-fp32": (
+        "cifar-10-batches-py",
+        ["resnet20", "--dataset", "cifar10", "--epochs", "3", "--schedule", "cosine", "--precision", "32"],
+    ),
 }
 
 

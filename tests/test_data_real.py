@@ -40,3 +40,16 @@ def test_uva_split_of_cifar10():
     mean, std = dataset_stats(data, cache=False)
     assert mean == pytest.approx([0.49139968, 0.48215841, 0.44653091], abs=1e-8)
     assert std == pytest.approx([0.24703223, 0.24348513, 0.26158784], abs=1e-8)
+
+
+def test_auto_speed_settings_keep_the_accuracy_of_fp32(tmp_path):
+    """Fast by default must not cost accuracy: BN-LeNet on the real Fashion-MNIST, same seed and epochs, with the
+    `auto` choices (bf16 and channels-last on a CPU that computes bf16) and in plain fp32."""
+    load_or_skip("fashion-mnist", val_size=0)
+    from moderncnn.engine import make_config, train
+
+    settings = {"dataset": "fashion-mnist", "epochs": 2, "seed": 0}
+    auto = train(make_config("lenet_bn", run_dir=str(tmp_path / "auto"), **settings), quiet=True)
+    fp32 = train(make_config("lenet_bn", precision="32", run_dir=str(tmp_path / "fp32"), **settings), quiet=True)
+    assert fp32.test_acc > 0.8  # both runs learned (10 classes: chance is 0.1)
+    assert abs(auto.test_acc - fp32.test_acc) <= 0.01
