@@ -18,9 +18,7 @@ from pathlib import Path
 
 import lightning as L
 
-from moderncnn.engine.config import TrainConfig, resolve_resize
-from moderncnn.engine.datamodule import ImageDataModule
-from moderncnn.engine.module import ImageClassifier
+from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import TrainingError
 from moderncnn.files import atomic_path
 from moderncnn.plotting import check_figure_path, save_figure
@@ -65,7 +63,7 @@ def lr_find(
     """
     from lightning.pytorch.tuner import Tuner
 
-    from moderncnn.engine.training import _choose_speed, _quiet_lightning
+    from moderncnn.engine.training import _quiet_lightning, classifier, prepare
 
     if not 0 < min_lr < max_lr:
         raise TrainingError(f"lr-find needs 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
@@ -74,21 +72,8 @@ def lr_find(
     dataset_name = config.dataset.split(":")[0].replace("/", "-")
     plot_path = check_figure_path(out or Path("runs") / "lr-find" / f"{config.model}-{dataset_name}.png")
     config.validate()
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    data = ImageDataModule(config, folder_size=resolve_resize(config, None))
-    data.setup("fit")
-    config.resize = resolve_resize(config, data.dataset.image_size)
-    config.epochs = max(config.epochs, 1)
-    extra = _choose_speed(config, len(data.dataset.splits["train"]), quiet)
-    model = ImageClassifier(
-        config.to_dict(),
-        num_classes=data.dataset.num_classes,
-        in_channels=data.dataset.channels,
-        class_names=data.dataset.classes,
-        mean=data.mean,
-        std=data.std,
-        input_size=data.image_size,
-    )
+    data, extra = prepare(config, quiet)
+    model = classifier(config, data)
     _quiet_lightning()
     if quiet:  # the finder draws its own tqdm bar whatever the Trainer says; tqdm reads this switch
         os.environ["TQDM_DISABLE"] = "1"

@@ -265,12 +265,32 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
+def prepare(config: TrainConfig, quiet: bool) -> tuple[ImageDataModule, list]:
+    """Seed, load the data and resolve what depends on it, in place: the input size and the ``auto`` speed settings.
+    Returns the data module and the Trainer callbacks the speed settings need."""
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = ImageDataModule(config, folder_size=resolve_resize(config, None))
     data.setup("fit")
     config.resize = resolve_resize(config, data.dataset.image_size)
-    extra = _choose_speed(config, len(data.dataset.splits["train"]), quiet)
+    return data, _choose_speed(config, len(data.dataset.splits["train"]), quiet)
+
+
+def classifier(config: TrainConfig, data: ImageDataModule, load_weights: bool = True) -> ImageClassifier:
+    """The network of ``config`` as a LightningModule for ``data``'s classes, channels, normalisation and size."""
+    return ImageClassifier(
+        config.to_dict(),
+        num_classes=data.dataset.num_classes,
+        in_channels=data.dataset.channels,
+        class_names=data.dataset.classes,
+        mean=data.mean,
+        std=data.std,
+        input_size=data.image_size,
+        load_weights=load_weights,
+    )
+
+
+def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
+    data, extra = prepare(config, quiet)
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)
@@ -280,16 +300,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
     every = checkpoint_interval(config.checkpoint_every)
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves, checkpoint_every=every)
     trainer = _trainer(config, run, recorder, quiet, extra)
-    model = ImageClassifier(
-        config.to_dict(),
-        num_classes=data.dataset.num_classes,
-        in_channels=data.dataset.channels,
-        class_names=data.dataset.classes,
-        mean=data.mean,
-        std=data.std,
-        input_size=data.image_size,
-        load_weights=ckpt_path is None,
-    )
+    model = classifier(config, data, load_weights=ckpt_path is None)
     if model.pretrained_report and not quiet and trainer.is_global_zero:
         print(model.pretrained_report)
     started = time.perf_counter()
