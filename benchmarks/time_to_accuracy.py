@@ -58,7 +58,20 @@ TARGETS = {
     "cifar10-25min": Target(
         "cifar-10-batches-py",
         # All 50,000 training images; without a validation split the network after the last epoch is tested.
-        "train resnet20 --dataset cifar10 --recipe fast --epochs 20 --val-size 0 --test-checkpoint last".split(),
+        [
+            "train",
+            "resnet20",
+            "--dataset",
+            "cifar10",
+            "--recipe",
+            "fast",
+            "--epochs",
+            "20",
+            "--val-size",
+            "0",
+            "--test-checkpoint",
+            "last",
+        ],
         0.911,
         25,
         "CIFAR-10 >= 0.911 (the UvA tutorial's best) in 25 minutes with a CIFAR ResNet",
