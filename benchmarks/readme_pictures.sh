@@ -3,8 +3,9 @@
 #
 #   bash benchmarks/readme_pictures.sh RUN      # e.g. runs/time-to-accuracy/cifar10-25min (resnet20 on CIFAR-10)
 #
-# Writes docs/filters.png, docs/features.png and docs/explain/ (Grad-CAM on a few CIFAR-10 test images, written out
-# as PNG files first). Needs the run's dataset in the data root (../shared/data/prepare ~/.cache/moderncnn/data).
+# Writes docs/filters.png, docs/features.png, docs/explain/ (Grad-CAM on a few CIFAR-10 test images, written out
+# as PNG files first) and docs/serve-page.png (the serve page in headless Chromium). Needs the run's dataset in the
+# data root (../shared/data/prepare ~/.cache/moderncnn/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?give a run directory, e.g. runs/time-to-accuracy/cifar10-25min}
@@ -40,3 +41,7 @@ set -x
 "$MODERNCNN" filters "$RUN" --out docs/filters.png
 "$MODERNCNN" features "$RUN" "$(find "$IMAGES" -name 'test-0.png')" --out docs/features.png
 "$MODERNCNN" explain "$RUN" "$IMAGES" --method gradcam --out docs/explain
+# The page of `moderncnn serve` with this run, one test image uploaded (the browser test, in headless Chromium).
+MODERNCNN_SCREENSHOT=docs/serve-page.png MODERNCNN_SCREENSHOT_RUN="$RUN" \
+  MODERNCNN_SCREENSHOT_IMAGE="$(find "$IMAGES" -name 'test-0.png')" \
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_serve_browser.py

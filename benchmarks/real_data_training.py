@@ -36,6 +36,14 @@ CASES = {
         "cifar-10-batches-py",
         ["resnet20", "--dataset", "cifar10", "--epochs", "3", "--schedule", "cosine", "--precision", "32"],
     ),
+    # The baseline: fp32 in the contiguous layout, what `moderncnn train` ran before `auto` existed.
+    "resnet20-fp32-contiguous": (
+        "cifar-10-batches-py",
+        [
+            *["resnet20", "--dataset", "cifar10", "--epochs", "3", "--schedule", "cosine"],
+            *["--precision", "32", "--channels-last", "false"],
+        ],
+    ),
 }
 
 

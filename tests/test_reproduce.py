@@ -184,6 +184,12 @@ def test_reproduce_again_keeps_finished_runs_and_refuses_other_settings(tmp_path
     assert (out / "lenet_bn" / "results.json").read_text() == before
     markdown = (out / "comparison.md").read_text()
     assert "Budget: **smoke**" in markdown and "NOT comparable with the published ones" in markdown
+    # A moved (or copied) reproduction folder keeps its finished runs: where a run lives is not a setting.
+    moved = out.rename(tmp_path / "moved")
+    lines = []
+    reproduce(recipe, "smoke", out=moved, quiet=True, log=lines.append)
+    assert lines == [f"[1/1] lenet_bn: finished earlier in {moved / 'lenet_bn'}; kept"]
+    out = moved.rename(out)
     # The same folder with another learning rate would mix two experiments in one table.
     other = user_recipe(tmp_path, {"lenet_bn": 0.25})
     with pytest.raises(ValueError, match="holds a run with other settings \\(differs in lr\\)"):

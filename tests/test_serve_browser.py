@@ -1,7 +1,9 @@
 """The page of ``moderncnn serve`` in a real browser: Debian's headless Chromium driven by Playwright's Python API.
 
 Set ``MODERNCNN_SCREENSHOT=path.png`` to keep the screenshot (the README's picture of the page); by default it goes
-to the test's temporary folder. Skipped, with the reason, only where ``/usr/bin/chromium`` is absent.
+to the test's temporary folder. ``MODERNCNN_SCREENSHOT_RUN`` and ``MODERNCNN_SCREENSHOT_IMAGE`` serve a trained run
+and upload a real image instead of the tiny network and the noise image (``benchmarks/readme_pictures.sh`` sets them).
+Skipped, with the reason, only where ``/usr/bin/chromium`` is absent.
 """
 
 import os
@@ -30,13 +32,17 @@ pytestmark = pytest.mark.skipif(
 def test_page_classifies_an_uploaded_image_without_javascript_errors(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright's Python package is not installed")
     torch.set_num_threads(1)
-    dataset = "synthetic:image_size=28,channels=1,num_train=256,num_test=64"
-    config = make_config(
-        "lenet_bn", dataset=dataset, epochs=1, batch_size=64, limit_batches=2, run_dir=str(tmp_path / "r")
-    )
-    model = load_model(train(config, quiet=True).run_dir)
-    image = tmp_path / "digit.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(image)
+    run = os.environ.get("MODERNCNN_SCREENSHOT_RUN")
+    if run is None:
+        dataset = "synthetic:image_size=28,channels=1,num_train=256,num_test=64"
+        config = make_config(
+            "lenet_bn", dataset=dataset, epochs=1, batch_size=64, limit_batches=2, run_dir=str(tmp_path / "r")
+        )
+        run = train(config, quiet=True).run_dir
+    model = load_model(run)
+    image = Path(os.environ.get("MODERNCNN_SCREENSHOT_IMAGE", tmp_path / "digit.png"))
+    if not image.exists():
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(image)
     expected = model.probabilities(model.read(image.read_bytes())[1][None])[0].argmax().item()
     screenshot = Path(os.environ.get("MODERNCNN_SCREENSHOT", tmp_path / "serve-page.png"))
 
@@ -49,7 +55,7 @@ def test_page_classifies_an_uploaded_image_without_javascript_errors(tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url, timeout=30_000)
             page.wait_for_selector("#filters:not([hidden])", timeout=30_000)
-            assert "lenet_bn" in page.inner_text("#network-name")
+            assert model.name in page.inner_text("#network-name")
             page.set_input_files("#file", str(image))
             page.wait_for_function("document.getElementById('top-label').textContent.length > 1", timeout=30_000)
             page.wait_for_selector("#overlay:not([hidden])", timeout=30_000)

@@ -209,8 +209,10 @@ def plot_run_landscape(
     loss, accuracy = loss_surface(net, x, y, directions, coords, criterion=criterion, batch_size=batch_size)
     result = Landscape(coords, loss, accuracy, len(y), time.perf_counter() - started)
     result.csv = write_csv(result, Path(out).with_suffix(".csv"))
+    options = ", ".join(f"{k}={v}" for k, v in (info.config.model_kwargs or {}).items())  # e.g. shortcut=none
+    network = f"{model_name(net)} ({options})" if options else model_name(net)
     title = (
-        f"{model_name(net)}: loss along {dim} filter-normalised random direction{'s' if dim == 2 else ''}\n"
+        f"{network}: loss along {dim} filter-normalised random direction{'s' if dim == 2 else ''}\n"
         f"{len(y)} training images, centre loss {result.centre:.3g}, {result.seconds:.0f} s"
     )
     result.png = plot_landscape(result, out, title=title)

@@ -29,6 +29,8 @@ def _same_settings(run: RunDir, config: TrainConfig) -> None:
     for name in ("precision", "channels_last", "compile", "threads"):
         if ours[name] in ("auto", None):
             ours[name] = earlier.get(name)
+    # Where the run lives is not a setting: a reproduction folder that was moved or copied keeps its runs.
+    ours["run_dir"] = earlier.get("run_dir")
     differs = sorted(k for k, v in ours.items() if earlier.get(k) != v)
     if differs:
         raise UsageError(
