@@ -106,3 +106,37 @@ def test_predict_show_reads_each_image_once(run, images, tmp_path, capsys, monke
     monkeypatch.setattr(PIL.Image, "open", counting)
     code, _, _ = cli(capsys, "predict", run, *images, "--show", tmp_path / "grid.png")
     assert code == 0 and sorted(opened) == sorted(path.name for path in images)
+
+
+# ------------------------------------------------------------------- issue 25, causes 1 and 2: what must not be written
+
+
+def digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("inside", ["checkpoints/best.ckpt", "checkpoints/last.ckpt", "config.yaml", "metrics.csv"])
+def test_export_never_writes_over_a_file_of_a_run(run, inside, capsys):
+    before = digest(run)
+    code, out, err = cli(capsys, "export", run, "--format", "onnx", "--out", run / inside)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"cannot write {run / inside}: it belongs to the run directory {run.resolve()}" in err
+    assert digest(run) == before
+
+
+def test_export_beside_a_run_file_does_not_write_its_json_over_results(run, capsys):
+    before = digest(run)
+    code, _, err = cli(capsys, "export", run, "--format", "torchscript", "--out", run / "results")
+    assert code == 2 and f"cannot write {run / 'results.json'}: it belongs to the run directory" in err
+    assert digest(run) == before
+
+
+def test_figures_never_write_over_a_file_of_a_run_even_through_a_symlink(run, images, tmp_path, capsys):
+    before = digest(run)
+    (tmp_path / "link").symlink_to(run)
+    for target in (run / "checkpoints" / "best.png", tmp_path / "link" / "checkpoints" / "x.png"):
+        code, out, err = cli(capsys, "predict", run, *images, "--show", target)
+        assert (code, out) == (2, "") and f"cannot write {target}: it belongs to the run directory" in err
+    code, _, err = cli(capsys, "explain", run, images[0], "--out", run / "tensorboard")
+    assert code == 2 and "belongs to the run directory" in err
+    assert digest(run) == before

@@ -214,3 +214,25 @@ def test_cli_data_preview_refuses_a_bad_count_and_prints_the_path_it_wrote(capsy
     assert main(["data", "preview", data, "--count", "2", "--out", f"{tmp_path}/grids/"]) == 0
     assert capsys.readouterr().out == f"wrote {tmp_path / 'grids' / 'preview.png'}\n"
     assert sorted(os.listdir(tmp_path)) == ["grids", "img.png"]
+
+
+# ----------------------------------------------------------------- issue 25, causes 1 and 2: targets never written
+
+
+def test_the_record_of_a_run_is_refused_and_its_figures_are_not(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: lenet\n")
+    assert files.RunDir.record_holding(run / "config.yaml") is None  # a config alone makes no run
+    (run / "metrics.csv").write_text("epoch\n")
+    for inside in ("config.yaml", "metrics.csv", "results.json", "checkpoints/best.ckpt", "tensorboard/v0/events"):
+        with pytest.raises(OutputError, match="belongs to the run directory"):
+            ensure_writable(run / inside)
+        with pytest.raises(OutputError, match="belongs to the run directory"), atomic_path(run / inside) as tmp:
+            tmp.write_text("x")
+    with pytest.raises(OutputError, match="belongs to the run directory"):
+        ensure_writable(run / "checkpoints" / "repo", folder=True)
+    assert (run / "config.yaml").read_text() == "model: lenet\n" and (run / "metrics.csv").read_text() == "epoch\n"
+    write_text(run / "curves.png", "redrawn")  # a figure of the run, and files of a folder that is no run
+    write_text(tmp_path / "config.yaml", "x")
+    ensure_writable(tmp_path / "other" / "checkpoints" / "best.ckpt")

@@ -3,7 +3,10 @@
 Every command that writes (figures, previews, exports, prediction grids) goes through these helpers, so an
 unwritable, missing or full location is reported before the work starts, in one line that names the path
 (:class:`~moderncnn.errors.OutputError`), and a write that fails half-way leaves neither a truncated file nor a
-temporary one behind. A low module: it imports nothing of moderncnn but :mod:`moderncnn.errors`.
+temporary one behind. Two kinds of target are refused outright: a file of a run directory's record (its config,
+metrics, results or checkpoints: :data:`moderncnn.rundir.RECORD`), and anything that is not a regular file (a device
+such as ``/dev/null``, a FIFO, a socket), which writing to a temporary name and renaming would replace. A low module:
+it imports nothing of moderncnn but the errors and the run directory's layout.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from moderncnn.errors import OutputError
+from moderncnn.rundir import RunDir
 
 # Below this much free space a location counts as full: the smallest file we write (a figure) takes tens of KB, and
 # a disk with less than this left fails somewhere in the middle of the work instead of before it.
@@ -64,6 +68,22 @@ def _existing_base(path: Path, start: Path) -> Path:
     return base
 
 
+def refuse_protected(path: str | os.PathLike) -> None:
+    """Refuse, in one line naming ``path``, a target that writing would damage: part of a run's record, or an
+    existing device, FIFO or socket (a rename would turn ``/dev/null`` into a regular file).
+
+    Raises:
+        OutputError: ``path`` is such a target.
+    """
+    path = Path(path).expanduser()
+    run = RunDir.record_holding(path)
+    if run is not None:
+        raise OutputError(
+            f"cannot write {path}: it belongs to the run directory {run.path} (its config, metrics, results and "
+            "checkpoints are written by its training only); choose a path outside them"
+        )
+
+
 def ensure_writable(path: str | os.PathLike, *, folder: bool = False, need_bytes: int = 0) -> Path:
     """Check, before any work, that ``path`` can be written; return it as a ``Path``.
 
@@ -77,9 +97,11 @@ def ensure_writable(path: str | os.PathLike, *, folder: bool = False, need_bytes
         need_bytes: the space the output is expected to take.
 
     Raises:
-        OutputError: (an ``OSError``) the location cannot be written, or is full; the message names ``path``.
+        OutputError: (an ``OSError``) the location cannot be written, is full, or is a target
+            :func:`refuse_protected` refuses; the message names ``path``.
     """
     path = Path(path).expanduser()
+    refuse_protected(path)
     if not folder and path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; give a file name (e.g. {path / 'out.png'})")
     base = _existing_base(path, path if folder else path.parent)
@@ -119,12 +141,14 @@ def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[Path]
 
     The temporary name keeps ``path``'s suffix (writers that pick a format by extension still work) and is hidden.
     On any error it is removed, so ``path`` holds either its earlier content or the complete new one; an
-    ``OSError`` in the block becomes an :class:`OutputError` naming ``path``. Missing folders are created.
+    ``OSError`` in the block becomes an :class:`OutputError` naming ``path``. Missing folders are created. Targets
+    that :func:`refuse_protected` refuses are refused before anything is written.
 
     Args:
         sync: flush the new file to disk before it replaces ``path`` (a crash then cannot leave it empty).
     """
     path = Path(path)
+    refuse_protected(path)
     make_folder(path.parent, target=path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:

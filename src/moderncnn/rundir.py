@@ -34,6 +34,11 @@ from moderncnn.errors import CheckpointError, UsageError
 
 CHECKPOINTS = ("best", "last")
 
+# What a run *is*: the entries of a run directory that only its own training writes. Any other command that would
+# write over one of them (``export --out RUN/checkpoints/best.ckpt``) is refused, whoever's run it is; figures that
+# commands draw from a run (``curves.png``, ``confusion-test.png``) are outputs and may be redrawn.
+RECORD = ("config.yaml", "metrics.csv", "results.json", "reproduce.json", ".lock", "checkpoints", "tensorboard")
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -57,6 +62,24 @@ class RunDir:
         """The run directory a checkpoint file lies in (``RUN/checkpoints/x.ckpt``), or ``None`` for a loose file."""
         checkpoint = Path(checkpoint)
         return cls(checkpoint.parent.parent) if checkpoint.parent.name == "checkpoints" else None
+
+    @classmethod
+    def record_holding(cls, path: str | Path) -> RunDir | None:
+        """The run directory whose record (:data:`RECORD`: config, metrics, results, checkpoints, logs) ``path`` is
+        part of, or ``None``. Folders on the way are resolved, so a symlink or ``..`` does not hide a run."""
+        path = Path(path).expanduser()
+        try:
+            parent = path.parent.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: nothing there can be written anyway
+            return None
+        parts = (*parent.parts, path.name)
+        for i in range(len(parts) - 1, 0, -1):
+            run = cls(Path(*parts[:i]))
+            # A run has its config and something training made beside it: a lone config.yaml or results.json in a
+            # folder of other things is not taken for one.
+            if parts[i] in RECORD and run.config.is_file() and any((run.path / e).exists() for e in RECORD[1:]):
+                return run
+        return None
 
     def __str__(self) -> str:
         return str(self.path)

@@ -171,6 +171,8 @@ def export_module(
     # The model file is about the size of its weights; the check comes before any work.
     size = sum(t.numel() * t.element_size() for t in net.state_dict().values())
     ensure_writable(final, folder=format == "triton", need_bytes=size + (1 << 20))
+    if format != "triton":  # the JSON beside it: `--out RUN/results` must not write RUN/results.json
+        ensure_writable(final.with_name(f"{final.name}.json"))
     net = copy.deepcopy(net).cpu().eval()
     example = torch.randn(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

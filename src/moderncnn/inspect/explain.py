@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from moderncnn.errors import DataError, UsageError
+from moderncnn.files import atomic_path, ensure_writable
 from moderncnn.inspect.attribution import IG_STEPS, Attribution, attribute
 from moderncnn.inspect.common import load, preprocess
 from moderncnn.plotting import pyplot, save_figure
@@ -130,7 +131,7 @@ def explain_images(
     paths, failures = find_images(inputs)
     if not paths:
         raise DataError(f"no image files in {', '.join(map(str, inputs))}; give image files or folders of them")
-    out_dir = Path(out_dir)
+    out_dir = ensure_writable(out_dir, folder=True)  # before any work; never a run's checkpoints or logs
     slug = method.replace("+", "p")
     explanations = []
     for path, stem in zip(paths, file_stems(paths), strict=True):
@@ -157,7 +158,8 @@ def explain_images(
         map_path = None
         if save_maps:
             map_path = out_dir / f"{stem}_{slug}.npy"
-            np.save(map_path, heat.numpy().astype(np.float32))
+            with atomic_path(map_path, sync=False) as tmp:
+                np.save(tmp, heat.numpy().astype(np.float32))
         delta = float(result.delta[0]) if result.delta is not None else None
         prob = float(result.probs[0, predicted])
         explanations.append(Explanation(str(path), label, prob, explained, truth, overlay, map_path, delta))
