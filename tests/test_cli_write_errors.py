@@ -6,6 +6,8 @@ thumbnails (issue 17, items 4 and 5).
 """
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +142,14 @@ def test_figures_never_write_over_a_file_of_a_run_even_through_a_symlink(run, im
     code, _, err = cli(capsys, "explain", run, images[0], "--out", run / "tensorboard")
     assert code == 2 and "belongs to the run directory" in err
     assert digest(run) == before
+
+
+def test_a_fifo_is_never_replaced_by_a_regular_file(run, images, tmp_path, capsys):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for argv in (("export", run, "--format", "onnx", "--out", fifo), ("predict", run, *images, "--show", fifo)):
+        code, out, err = cli(capsys, *argv)
+        assert code == 2 and err.endswith(
+            f"cannot write {fifo}: it is a FIFO (named pipe), not a regular file; give the name of a file to write\n"
+        )
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

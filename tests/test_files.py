@@ -236,3 +236,21 @@ def test_the_record_of_a_run_is_refused_and_its_figures_are_not(tmp_path):
     write_text(run / "curves.png", "redrawn")  # a figure of the run, and files of a folder that is no run
     write_text(tmp_path / "config.yaml", "x")
     ensure_writable(tmp_path / "other" / "checkpoints" / "best.ckpt")
+
+
+def test_a_device_node_is_refused_before_and_during_a_write():
+    for method in (lambda: ensure_writable("/dev/null"), lambda: write_text("/dev/null", "x")):
+        with pytest.raises(OutputError) as caught:
+            method()
+        assert one_line(caught.value) == (
+            "cannot write /dev/null: it is a character device, not a regular file; give the name of a file to write"
+        )
+    assert Path("/dev/null").is_char_device()
+
+
+def test_atomic_path_does_not_replace_a_fifo(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="FIFO"), atomic_path(fifo) as tmp:
+        tmp.write_text("x")
+    assert Path(fifo).is_fifo() and [p.name for p in tmp_path.iterdir()] == ["pipe"]

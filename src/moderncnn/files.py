@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -68,6 +69,14 @@ def _existing_base(path: Path, start: Path) -> Path:
     return base
 
 
+_NOT_REGULAR = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+}
+
+
 def refuse_protected(path: str | os.PathLike) -> None:
     """Refuse, in one line naming ``path``, a target that writing would damage: part of a run's record, or an
     existing device, FIFO or socket (a rename would turn ``/dev/null`` into a regular file).
@@ -76,6 +85,12 @@ def refuse_protected(path: str | os.PathLike) -> None:
         OutputError: ``path`` is such a target.
     """
     path = Path(path).expanduser()
+    try:
+        kind = _NOT_REGULAR.get(stat.S_IFMT(path.stat().st_mode))
+    except OSError:  # missing (the usual case), or unreadable: the write itself will say
+        kind = None
+    if kind is not None:
+        raise OutputError(f"cannot write {path}: it is {kind}, not a regular file; give the name of a file to write")
     run = RunDir.record_holding(path)
     if run is not None:
         raise OutputError(
