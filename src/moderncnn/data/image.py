@@ -15,7 +15,13 @@ PIL reads 16-bit RGB files as 8-bit RGB itself, correctly scaled.
 
 Images larger than a pixel limit are refused from their header, before any pixel is decoded: by default PIL's
 decompression-bomb warning level (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 megapixels), or
-``$MODERNCNN_MAX_PIXELS`` (a number, or ``none`` for no limit), or ``max_pixels=`` in Python.
+``$MODERNCNN_MAX_PIXELS`` (a number, or ``none`` for no limit), or ``max_pixels=`` in Python. So are images more
+than :data:`MAX_ASPECT` times longer than wide (a 1x80,000,000 PNG is 155 KB): no network input is made from them.
+
+Where the caller knows the side the image is resized to (``input_size``), the image is shrunk by whole factors,
+each side on its own (JPEG while decoding, with ``draft``; others with ``reduce``), while each side stays at least
+:data:`REDUCE_MARGIN` times that size, before any tensor exists: the later antialiased resize gives nearly the same
+pixels, and the work and memory after decoding are bounded by the network's input, not by the file.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from moderncnn.errors import DataError, UsageError
 PIXEL_LIMIT_ENV = "MODERNCNN_MAX_PIXELS"
 _ROWS = 512  # rows converted at a time: a 16-bit 12000 px wide image needs ~25 MB of float32 per block, not 576 MB
 _PIL_LIMIT_LOCK = threading.Lock()
+MAX_ASPECT = 100  # longer side over shorter side; the widest panoramas people take are about 10:1
+# Sides kept >= 8x the input size: box-reducing that far moves the antialiased resize after it by at most ~5 grey levels
+# at sharp edges (4.6 for 100 px blocks of random colours resized to 28; at 4x it was 21), 0.2 on noise.
+REDUCE_MARGIN = 8
+_FULL_SIZE = "moderncnn.full_size"  # in a reduced image's info: the size it was reduced from
 
 
 class UnsuitableImage(DataError):
@@ -71,6 +82,11 @@ def size_problem(size: tuple[int, int], limit: int | None, source: str) -> str |
     """Why an image of ``size`` (width, height) is refused under ``limit``, or ``None`` if it is not."""
     width, height = size
     pixels = width * height
+    if max(width, height) > MAX_ASPECT * max(min(width, height), 1):
+        return (
+            f"{width}x{height} is more than {MAX_ASPECT} times longer than wide; a network sees such an image "
+            "squeezed into a square, so crop it to the part that matters"
+        )
     if limit is None or pixels <= limit:
         return None
     return (
@@ -127,13 +143,29 @@ def _to_8bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
     return Image.fromarray(out)
 
 
+def _reduced(im: Image.Image, input_size: int) -> Image.Image:
+    """``im`` shrunk by whole factors per side, each side kept at least ``REDUCE_MARGIN * input_size``."""
+    keep = REDUCE_MARGIN * input_size
+    factors = (max(1, im.width // keep), max(1, im.height // keep))
+    if factors == (1, 1):
+        return im
+    size = im.size
+    if im.mode in ("1", "P"):  # reduce() takes neither: palette and bilevel images become their colours first
+        im = im.convert("RGBA" if im.mode == "P" and "transparency" in im.info else "L" if im.mode == "1" else "RGB")
+    reduced = im.reduce(factors)
+    reduced.info[_FULL_SIZE] = size
+    return reduced
+
+
 @contextmanager
-def open_image(path: str | os.PathLike | BinaryIO, max_pixels: int | None = None) -> Iterator[Image.Image]:
+def open_image(
+    path: str | os.PathLike | BinaryIO, max_pixels: int | None = None, *, input_size: int | None = None
+) -> Iterator[Image.Image]:
     """The image at ``path`` (or in a binary file object), loaded, with 8-bit pixels (see the module docstring);
-    refused when too large.
+    refused when too large or too elongated; with ``input_size``, shrunk while decoding (see the module docstring).
 
     Raises:
-        UnsuitableImage: (a ``DataError``) larger than the pixel limit, or pixels outside their range.
+        UnsuitableImage: (a ``DataError``) larger than the pixel limit, too elongated, or pixels outside their range.
         Whatever PIL raises for a file it cannot read (``UnidentifiedImageError``, ``OSError``...).
     """
     limit, source = pixel_limit(max_pixels)
@@ -144,8 +176,16 @@ def open_image(path: str | os.PathLike | BinaryIO, max_pixels: int | None = None
             problem = size_problem(im.size, limit, source)
             if problem:  # from the header: nothing decoded yet
                 raise UnsuitableImage(path, problem)
+            if input_size is not None and im.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 scale where that fits
+                keep = REDUCE_MARGIN * input_size
+                im.draft(im.mode, (min(im.width, keep), min(im.height, keep)))
             im.load()
-            yield _to_8bit(im, path)
+            image = _to_8bit(im, path)
+            if input_size is not None:
+                image = _reduced(image, input_size)
+            if image is not im:
+                im.close()  # the full-size pixels go now, not when the caller is done with the small ones
+            yield image
 
 
 def image_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
@@ -171,7 +211,12 @@ def thumbnail(im: Image.Image, size: int) -> torch.Tensor:
     Shrinks ``im`` itself (PIL's ``thumbnail``: reduce by an integer factor, then resample), so no second full-size
     image is made; take what else is needed from ``im`` first.
     """
-    im.thumbnail((size, size))
+    if _FULL_SIZE not in im.info:
+        im.thumbnail((size, size))
+    else:  # reduced by a different factor per side (see _reduced): drawn at the shape of the file as it is
+        width, height = im.info[_FULL_SIZE]
+        scale = min(size / width, size / height, 1.0)
+        im = im.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC)
     return pil_to_tensor(im.convert("RGB"))
 
 
@@ -181,15 +226,17 @@ def read_image(
     *,
     thumbnail_size: int | None = None,
     max_pixels: int | None = None,
+    input_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode ``path`` once: a uint8 ``(C, H, W)`` tensor with 3 (RGB) or 1 (grey, ITU-R 601-2 luma) channels,
     and with ``thumbnail_size`` an RGB thumbnail of the file as it is (in colour for a grey network).
 
-    At most two full-size copies of the image exist at once (a 12000 px RGB PNG read for a grey network: 0.6 GB).
-    See :func:`open_image` for the errors.
+    At most two full-size copies of the image exist at once (a 12000 px RGB PNG read for a grey network: 0.6 GB);
+    with ``input_size`` (the side the image is resized to next), one, and what is returned is at most
+    ``2 * REDUCE_MARGIN * input_size`` on a side. See :func:`open_image` for the errors.
     """
     mode = "RGB" if channels == 3 else "L"
-    with open_image(path, max_pixels) as im:
+    with open_image(path, max_pixels, input_size=input_size) as im:
         if im.mode == mode:
             image = pil_to_tensor(im)  # a copy: made before im shrinks into the thumbnail
             return image, (thumbnail(im, thumbnail_size) if thumbnail_size else None)

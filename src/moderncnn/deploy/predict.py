@@ -4,9 +4,9 @@ An image goes through exactly what the network saw in evaluation: decoded by PIL
 training), converted to the network's channels (luma for grey networks, replicated grey for RGB ones), scaled to
 [0, 1], normalised with the run's mean and std and resized to its input size (bilinear, antialiased) by the same
 ``BatchAugment`` the training loader uses. A file that cannot be read is reported by name and skipped; the others
-are still predicted. High-bit-depth images are scaled by their range and images above the pixel limit refused
-(:mod:`moderncnn.data.image`). For a grid of the images (``--show``), small thumbnails are made while the images are
-read, so no full-size image is kept.
+are still predicted. High-bit-depth images are scaled by their range, images above the pixel limit refused and large
+ones shrunk while they are read, to a few times the input size (:mod:`moderncnn.data.image`). For a grid of the
+images (``--show``), small thumbnails are made while the images are read, so no full-size image is kept.
 """
 
 from __future__ import annotations
@@ -112,13 +112,19 @@ class UnreadableImage(Exception):
 
 
 def read_file(
-    path: Path | BinaryIO, channels: int, thumbnail_size: int | None = None, max_pixels: int | None = None
+    path: Path | BinaryIO,
+    channels: int,
+    thumbnail_size: int | None = None,
+    max_pixels: int | None = None,
+    input_size: int | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """An image file (a path, or a binary file object such as ``io.BytesIO`` for bytes held in memory) as a run reads
     it, uint8 ``(C, H, W)`` (and a thumbnail with ``thumbnail_size``); any failure to read it becomes
-    :class:`UnreadableImage` with the reason, so callers can skip the file by name."""
+    :class:`UnreadableImage` with the reason, so callers can skip the file by name. With ``input_size`` (the
+    network's), a large image is shrunk while it is read (:mod:`moderncnn.data.image`), so its size bounds nothing
+    after decoding."""
     try:
-        return read_image(path, channels, thumbnail_size=thumbnail_size, max_pixels=max_pixels)
+        return read_image(path, channels, thumbnail_size=thumbnail_size, max_pixels=max_pixels, input_size=input_size)
     except UnsuitableImage as err:
         raise UnreadableImage(err.reason) from None
     except UnidentifiedImageError:
@@ -202,7 +208,7 @@ def predict(
         batch, kept, thumbs = [], [], []
         for path in paths[start : start + batch_size]:
             try:
-                image, thumb = read_file(path, channels, thumbnail_size, max_pixels)
+                image, thumb = read_file(path, channels, thumbnail_size, max_pixels, input_size=size)
             except UnreadableImage as err:
                 failures.append(Failure(str(path), str(err)))
                 continue

@@ -44,7 +44,7 @@ def read_image(path: str | Path, info: RunInfo) -> tuple[Tensor, Tensor]:
     if not path.is_file():
         raise DataError(f"no image file at {path}; give the path of a PNG, JPEG or other image file")
     try:
-        pixels, _ = read_file(path, info.in_channels)
+        pixels, _ = read_file(path, info.in_channels, input_size=info.input_size)
     except UnreadableImage as err:
         raise DataError(f"{path}: {err}; give an image file PIL can read") from None
     return pixels, preprocess(pixels[None], info)[0]

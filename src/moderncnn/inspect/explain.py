@@ -136,7 +136,7 @@ def explain_images(
     explanations = []
     for path, stem in zip(paths, file_stems(paths), strict=True):
         try:
-            pixels, _ = read_file(path, info.in_channels)
+            pixels, _ = read_file(path, info.in_channels, input_size=info.input_size)
         except UnreadableImage as err:
             failures.append(Failure(str(path), str(err)))
             continue

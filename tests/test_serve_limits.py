@@ -1,0 +1,144 @@
+"""What a careless or hostile client cannot do to ``moderncnn serve`` and ``predict`` (issue 25).
+
+Memory bounded by the network's input, not by the image (cause 3); metrics that cannot grow (cause 4); 4xx JSON for
+every request problem and a refused mismatched export (cause 11); tokens a client can send (cause 12).
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from moderncnn.data import image as image_module
+from moderncnn.deploy import predict
+from moderncnn.deploy.predict import preprocessor, read_file
+from moderncnn.engine import make_config, train
+from moderncnn.serve import create_app, load_model
+from moderncnn.serve import model as served
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A tiny trained BN-LeNet on grey 28 px synthetic images."""
+    root = tmp_path_factory.mktemp("limits")
+    dataset = "synthetic:image_size=28,channels=1,num_train=256,num_test=64"
+    config = make_config("lenet_bn", dataset=dataset, epochs=1, batch_size=64, limit_batches=2, run_dir=str(root / "r"))
+    return train(config, quiet=True).run_dir
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return load_model(run)
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def files(*payloads: tuple[str, bytes]) -> list:
+    return [("file", (name, data, "application/octet-stream")) for name, data in payloads]
+
+
+# ------------------------------------------------------------------------------------ cause 3: bounded memory
+
+
+def test_an_image_far_longer_than_wide_is_refused_from_its_header(run, tmp_path):
+    tall = tmp_path / "tall.png"
+    Image.new("L", (1, 2_000_000)).save(tall)  # 2 KB on disk; the old resize made a 2,000,000 x 28 float tensor
+    predictions, failures = predict(run, [tall])
+    assert not predictions and len(failures) == 1
+    assert failures[0].reason == (
+        f"1x2000000 is more than {image_module.MAX_ASPECT} times longer than wide; a network sees such an image "
+        "squeezed into a square, so crop it to the part that matters"
+    )
+
+
+def test_a_large_image_is_shrunk_while_read_to_nearly_the_same_input(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (30, 20, 3), dtype=np.uint8), np.ones((100, 100, 1), np.uint8))
+    for name, save in (("big.png", {}), ("big.jpg", {"quality": 95})):
+        Image.fromarray(smooth).save(tmp_path / name, **save)  # 3000 x 2000
+        full, _ = read_file(tmp_path / name, 3)
+        small, _ = read_file(tmp_path / name, 3, input_size=28)
+        keep = image_module.REDUCE_MARGIN * 28
+        assert tuple(full.shape) == (3, 3000, 2000)
+        assert all(keep <= side < 2 * keep for side in small.shape[1:]), small.shape
+        prep = preprocessor([0.5] * 3, [0.25] * 3, 28)
+        difference = (prep(full[None].clone()) - prep(small[None])).abs().max().item()
+        assert difference < 6 / 255 / 0.25, difference  # within 6 grey levels of the full-size path
+
+
+def test_the_server_decodes_at_most_a_few_images_at_once(model, monkeypatch):
+    # Ten concurrent /explain requests with one 81 MP image each held 4 GB: decoding is limited server-wide.
+    active, most, lock = [0], [0], threading.Lock()
+    real = served.read_file
+
+    def slow_read(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.2)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(served, "read_file", slow_read)
+    image = png(np.full((28, 28), 100, np.uint8))
+    with TestClient(create_app(model)) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: client.post("/predict", files=files((f"{i}.png", image))), range(8)))
+    assert all(a.status_code == 200 for a in answers)
+    assert most[0] == served.DECODE_SLOTS == 2
+
+
+@pytest.mark.slow
+def test_peak_memory_of_the_server_stays_under_its_documented_bound(run, tmp_path):
+    # The tall 1x80,000,000 PNG (155 KB; 10.2 GB and 30 s before) and 32 all-black 9000x9000 PNGs in one body
+    # (3.5 GB before), then ten concurrent /explain with a 9000x9000 image each, in a fresh process.
+    Image.new("L", (1, 80_000_000)).save(tmp_path / "tall.png")
+    Image.new("RGB", (9000, 9000)).save(tmp_path / "black.png")
+    script = textwrap.dedent(f"""
+        import resource, sys
+        from concurrent.futures import ThreadPoolExecutor
+        from fastapi.testclient import TestClient
+        from moderncnn.serve import create_app, load_model
+        tall = open({str(tmp_path / "tall.png")!r}, "rb").read()
+        black = open({str(tmp_path / "black.png")!r}, "rb").read()
+        f = lambda *named: [("file", (n, d, "image/png")) for n, d in named]
+        with TestClient(create_app(load_model({str(run)!r}))) as c:
+            start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            codes = [c.post("/predict", files=f(("tall.png", tall))).status_code]
+            codes.append(c.post("/predict", files=f(*[(f"{{i}}.png", black) for i in range(32)])).status_code)
+            with ThreadPoolExecutor(10) as pool:
+                codes += pool.map(lambda i: c.post("/explain", files=f(("b.png", black))).status_code, range(10))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(start // 1024, peak // 1024, codes)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    start_mb, peak_mb, codes = done.stdout.split(" ", 2)
+    assert json.loads(codes) == [400, 200] + [200] * 10, done.stderr[-2000:]
+    assert int(peak_mb) < 1536, (start_mb, peak_mb)  # README: under 1.5 GB with the defaults
