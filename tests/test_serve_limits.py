@@ -142,3 +142,28 @@ def test_peak_memory_of_the_server_stays_under_its_documented_bound(run, tmp_pat
     start_mb, peak_mb, codes = done.stdout.split(" ", 2)
     assert json.loads(codes) == [400, 200] + [200] * 10, done.stderr[-2000:]
     assert int(peak_mb) < 1536, (start_mb, peak_mb)  # README: under 1.5 GB with the defaults
+
+
+# ----------------------------------------------------------------------------------- cause 4: bounded metrics
+
+
+def test_metrics_do_not_grow_with_made_up_methods_paths_or_refused_requests(model):
+    # 20,000 made-up methods answered 401 grew /metrics from 14 KB to 7 MB; 8 KB method names, to 104 MB.
+    def hostile(client, count, auth):
+        for i in range(count):
+            client.request(f"M{i}{'X' * 2000}", f"/p{i}")  # refused: no token
+            client.request(f"BREW{i}", f"/pot{i}", headers=auth)  # an unknown method and path, with the token
+
+    with TestClient(create_app(model, token="s3cret")) as client:
+        auth = {"Authorization": "Bearer s3cret"}
+        client.get("/metadata", headers=auth)
+        client.get("/metrics", headers=auth)  # its own series exist from here on
+        hostile(client, 5, auth)
+        series = client.get("/metrics", headers=auth).text.splitlines()
+        hostile(client, 60, auth)
+        text = client.get("/metrics", headers=auth).text
+    assert len(text.splitlines()) == len(series) and len(text) < 10_000
+    assert "BREW" not in text and "XXXX" not in text and "/pot" not in text
+    assert 'moderncnn_requests_total{method="other",route="other",status="401"} 65.0' in text
+    assert 'moderncnn_requests_total{method="GET",route="/metadata",status="200"} 1.0' in text
+    assert 'moderncnn_requests_total{method="other",route="other",status="404"} 65.0' in text

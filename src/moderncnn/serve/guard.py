@@ -13,8 +13,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-# Routes named in the metrics; any other path is counted as "other" so that scanning a server cannot grow them.
+# Routes and methods named in the metrics; any other path or method (HTTP allows any token as a method, 8 KB long)
+# is counted as "other", and so is every request refused for its token: what a client sends cannot add a series.
 ROUTES = ("/", "/health", "/metadata", "/metrics", "/predict", "/explain", "/filters")
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
 
 async def send_error(send, status: int, message: str, headers: list | None = None) -> None:
@@ -57,6 +59,14 @@ def _route(path: str) -> str:
     return path if path in ROUTES else "other"
 
 
+def _labels(scope, status: int) -> tuple[str, str, str]:
+    """``(method, route, status)`` of a request, from fixed sets only."""
+    if status == 401:  # not authenticated: one series, whatever it asked for
+        return "other", "other", "401"
+    method = scope["method"] if scope["method"] in METHODS else "other"
+    return method, _route(scope["path"]), str(status)
+
+
 class Guard:
     """ASGI middleware: metrics, then the bearer token, then the body limit, around ``app``."""
 
@@ -77,12 +87,11 @@ class Guard:
         try:
             await self._guarded(scope, receive, counted)
         finally:
-            route = _route(scope["path"])
-            labels = (scope["method"], route, str(status))
+            labels = _labels(scope, status)
             self.metrics.requests.labels(*labels).inc()
             if status >= 400:
                 self.metrics.errors.labels(*labels).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(labels[1]).observe(time.perf_counter() - start)
 
     async def _guarded(self, scope, receive, send):
         path = scope["path"]
