@@ -4,16 +4,22 @@
 ``train``); otherwise ``PATH`` itself holds the class folders and is split 80/10/10 with a seed. Files
 that are not images, or that cannot be decoded, are skipped with one warning naming each, so one bad
 download does not stop a training run.
+
+Symbolic links are followed, but each real folder is read once and each real file counted once: a link back up the
+tree (``ln -s . photos/cat/self``) is skipped with a warning instead of repeating the class's images, and a file
+reached by two names belongs to one split only (the test split first, then validation), so no image is tested on
+what it was trained on.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
 from moderncnn.data.base import DataError, Dataset
 from moderncnn.data.image import image_problem, read_image
@@ -64,11 +70,46 @@ class FolderSplit(torch.utils.data.Dataset):
         return FolderSplit([self.samples[i] for i in indices.tolist()], self.channels, self.transform)
 
 
-def _scan(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
-    try:
-        return make_dataset(str(folder), class_to_idx, is_valid_file=_usable_image)
-    except FileNotFoundError as err:
-        raise DataError(f"imagefolder {folder}: {err}") from None
+def _scan(folder: Path, class_to_idx: dict[str, int], taken: set[str] | None = None) -> list[tuple[str, int]]:
+    """``(path, label)`` of the usable images under ``folder/<class>``, in torchvision's ``make_dataset`` order.
+
+    Unlike ``make_dataset``, which follows links blindly (a loop repeats a class's images until the path is too long,
+    and two loops take minutes), each real folder is walked once and each real file kept once; files whose real path
+    is in ``taken`` (those of another split) are left out with a warning. The real paths kept are added to ``taken``.
+    """
+    taken = set() if taken is None else taken
+    tops = {name: folder / name for name in sorted(class_to_idx) if (folder / name).is_dir()}
+    # The split's folder and every class folder count as read from the start: a link up the tree or into another
+    # class never walks them again (or gives another class's images this one's label).
+    seen_dirs = {os.path.realpath(folder), *(os.path.realpath(top) for top in tops.values())}
+    samples = []
+    for name, top in tops.items():
+        found = []
+        for root, dirs, files in os.walk(top, followlinks=True):
+            for d in list(dirs):
+                real = os.path.realpath(os.path.join(root, d))
+                if real in seen_dirs:  # a loop, or a second way into a folder already read
+                    warnings.warn(f"skipping {os.path.join(root, d)}: a link to {real}, already read", stacklevel=2)
+                    dirs.remove(d)
+                else:
+                    seen_dirs.add(real)
+            found.append((root, files))
+        for root, files in sorted(found):
+            for file in sorted(files):
+                path = os.path.join(root, file)
+                real = os.path.realpath(path)
+                if real in taken:
+                    warnings.warn(f"skipping {path}: the same file as {real}, already in this dataset", stacklevel=2)
+                elif _usable_image(path):
+                    taken.add(real)
+                    samples.append((path, class_to_idx[name]))
+    empty = sorted(set(class_to_idx) - {name for name, i in class_to_idx.items() if any(i == s[1] for s in samples)})
+    if empty:
+        raise DataError(
+            f"imagefolder {folder}: no usable image for the classes {', '.join(empty)} "
+            f"(extensions: {', '.join(IMG_EXTENSIONS)})"
+        )
+    return samples
 
 
 def _seeded_split(split: FolderSplit, fractions: list[float], seed: int) -> list[FolderSplit]:
@@ -109,16 +150,19 @@ def load_image_folder(path: Path, *, val_size: int | float = 0.1, seed: int = 42
         classes, class_to_idx = find_classes(str(base))
     except FileNotFoundError:
         raise DataError(f"imagefolder: no class sub-folders in {base}; expected {base}/<class>/<image files>") from None
-    train = FolderSplit(_scan(base, class_to_idx), channels)
+    # Where the folder has its own splits, the evaluation ones keep a file that two splits hold; training loses it.
+    taken: set[str] = set()
+    test = val = None
+    if base != path:
+        test = FolderSplit(_scan(path / "test", class_to_idx, taken), channels) if (path / "test").is_dir() else None
+        val = FolderSplit(_scan(path / "val", class_to_idx, taken), channels) if (path / "val").is_dir() else None
+    train = FolderSplit(_scan(base, class_to_idx, taken), channels)
     if len(train) == 0:
         raise DataError(f"imagefolder: no readable images under {base}")
     if base == path:
         fraction = _fraction(val_size, len(train))
         train, val, test = _seeded_split(train, [fraction, fraction], seed)
-    else:
-        val = FolderSplit(_scan(path / "val", class_to_idx), channels) if (path / "val").is_dir() else None
-        if val is None:
-            train, val = _seeded_split(train, [_fraction(val_size, len(train))], seed)
-        test = FolderSplit(_scan(path / "test", class_to_idx), channels) if (path / "test").is_dir() else None
+    elif val is None:
+        train, val = _seeded_split(train, [_fraction(val_size, len(train))], seed)
     splits = {"train": train, "val": val, **({"test": test} if test is not None else {})}
     return Dataset(f"imagefolder:{path}", classes, splits, channels=channels, image_size=None, root=path)
