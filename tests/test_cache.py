@@ -229,3 +229,31 @@ def test_mixed_sizes_are_resized_to_the_network_input_and_said_once(tmp_path, ca
     assert capsys.readouterr().err.count("resized once to 28x28") == 1
     ImageDataModule(config, folder_size=28).setup("fit")  # read from the cache: still said, once
     assert capsys.readouterr().err.count("resized once to 28x28") == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other shape", "random bytes", "all zeros", "record lost"])
+def test_a_damaged_cache_is_rebuilt_with_one_line_naming_it(tmp_path, count_decodes, damage):
+    # Issue 25, cause 6: each of these was used as if good (an error without the file's name, an IndexError, a
+    # traceback, or training on blank images with exit 0).
+    make_folder(tmp_path / "photos")
+    first = cached(tmp_path)
+    (npy,) = (tmp_path / "cache").glob("*.npy")
+    good = np.load(npy)
+    if damage == "truncated":
+        npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+    elif damage == "other shape":
+        np.save(npy, good[:3])
+    elif damage == "random bytes":
+        npy.write_bytes(os.urandom(npy.stat().st_size))
+    elif damage == "all zeros":
+        np.save(npy, np.zeros_like(good))
+    else:
+        npy.with_suffix(".json").unlink()
+    notes = []
+    second = cached(tmp_path, log=notes.append)
+    assert len(count_decodes) == 24  # decoded again
+    assert len(notes) == 1 and notes[0].startswith(f"imagefolder:{tmp_path / 'photos'}: the cache {npy} is damaged (")
+    assert notes[0].endswith("); rebuilding it") and "\n" not in notes[0]
+    for name in first.splits:
+        assert torch.equal(first.splits[name].images, second.splits[name].images)
+    assert np.array_equal(np.load(npy), good) and cached(tmp_path, log=notes.append) and len(notes) == 1

@@ -6,7 +6,9 @@ images fit the memory budget (default a quarter of the RAM) is decoded once inst
 progress bar, into ``<data root>/cache/<digest>.npy``; later runs read that file in a second. The digest covers
 each file's path relative to the folder, size and modification time, the channel count and (when resizing) the
 target size, so a changed, added or removed file means a new cache. The file is written under a temporary name and
-renamed, so a reader never sees half of one.
+renamed, so a reader never sees half of one. Beside it, ``<digest>.json`` records the array's shape and the sha256 of
+its pixels; a cache whose file is truncated, of another shape, unreadable or changed since (all zeros, say) is
+rebuilt with a one-line warning naming it, never trained on.
 
 Images of one size are kept as they are (the same pixels the ``DataLoader`` path decodes). Images of different
 sizes are resized once to ``size`` (the network's input), antialiased, as ``torchvision.transforms.v2.Resize``;
@@ -16,6 +18,7 @@ random augmentation then happens at that size instead of at each image's own.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import sys
@@ -28,7 +31,7 @@ from moderncnn.data.datasets import Dataset, Split, _download_lock
 from moderncnn.errors import DataError
 
 BUDGET_FRACTION = 0.25
-_FORMAT = 1  # bump when the file's layout changes: older caches are then simply not found
+_FORMAT = 2  # bump when the file's layout changes: older caches are then simply not found
 _CHUNK = 256  # images per task handed to a worker: progress updates often enough, tasks stay cheap to send
 
 
@@ -66,6 +69,59 @@ def _human(n: int) -> str:
 
 def _over_budget(name: str, need: int, allowed: int) -> str:
     return f"{name}: {_human(need)} decoded, over the cache budget of {_human(allowed)}; read per epoch"
+
+
+class _Damaged(Exception):
+    """A cache file that cannot be trusted; the message says why."""
+
+
+def _record(out: Path) -> Path:
+    """The file beside a cache that records its shape and checksum."""
+    return out.with_suffix(".json")
+
+
+def _checksum(array: np.ndarray) -> str:
+    h = hashlib.sha256()
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, 1 << 26):  # 64 MB at a time: a memory-mapped cache is not read whole
+        h.update(np.ascontiguousarray(flat[start : start + (1 << 26)]).data)
+    return h.hexdigest()
+
+
+def _checked_shape(out: Path, n: int, channels: int) -> tuple[tuple[int, ...], str]:
+    """The shape and checksum recorded for ``out``, checked against its header and the folder (``n`` images of
+    ``channels``); nothing but headers is read."""
+    try:
+        record = json.loads(_record(out).read_text())
+        shape, digest = tuple(int(d) for d in record["shape"]), str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _Damaged(f"its record {_record(out).name} is missing or unreadable") from None
+    try:
+        header = np.load(out, mmap_mode="r")
+    except (OSError, ValueError) as err:  # truncated, random bytes, not an .npy at all
+        raise _Damaged(f"it cannot be read: {err}") from None
+    if header.dtype != np.uint8 or header.shape != shape or len(shape) != 4 or shape[:2] != (n, channels):
+        raise _Damaged(
+            f"it holds {header.dtype} {tuple(header.shape)} where {n} images of {channels} channels were recorded as "
+            f"uint8 {shape}"
+        )
+    return shape, digest
+
+
+def _checked_load(out: Path, digest: str) -> np.ndarray:
+    """The cache's pixels in memory, refused when their checksum differs from the recorded one."""
+    try:
+        images = np.load(out)
+    except (OSError, ValueError) as err:
+        raise _Damaged(f"it cannot be read: {err}") from None
+    if _checksum(images) != digest:
+        raise _Damaged("its pixels changed since it was written (the sha256 differs)")
+    return images
+
+
+def _discard(out: Path) -> None:
+    for path in (out, _record(out)):
+        path.unlink(missing_ok=True)
 
 
 def _decode_chunk(task: tuple[str, int, list[str], int, int | None]) -> int:
@@ -118,6 +174,13 @@ def _write_cache(
             else:
                 for task in tasks:
                     bar.advance(job, _decode_chunk(task))
+        record = {"shape": list(shape), "sha256": _checksum(np.load(tmp, mmap_mode="r"))}
+        tmp_record = _record(tmp)
+        try:
+            tmp_record.write_text(json.dumps(record))
+            os.replace(tmp_record, _record(out))  # the record first: a cache without its record is rebuilt
+        finally:
+            tmp_record.unlink(missing_ok=True)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -160,11 +223,19 @@ def cache_folder(
     found = [cache_dir / f"{files_digest(root, paths, channels, s)}.npy" for s in (None, size)]
     out = next((f for f in found if f.is_file()), None)
     allowed = memory_budget() if budget is None else budget
-    if out is not None and force is None:  # made with force=True, or on a machine with more RAM
-        need = np.load(out, mmap_mode="r").nbytes  # from the header: nothing read yet
-        if need > allowed:
-            log(_over_budget(dataset.name, need, allowed))
-            return dataset
+    array = None
+    if out is not None:
+        try:
+            shape, digest = _checked_shape(out, len(paths), channels)
+            need = int(np.prod(shape))
+            if force is None and need > allowed:  # made with force=True, or on a machine with more RAM
+                log(_over_budget(dataset.name, need, allowed))
+                return dataset
+            array = _checked_load(out, digest)
+        except _Damaged as err:
+            log(f"{dataset.name}: the cache {out} is damaged ({err}); rebuilding it")
+            _discard(out)
+            out = None
     if out is None:
         if not force:
             # Automatic for every folder, so a large one is refused from one header (reading them all takes minutes):
@@ -209,7 +280,12 @@ def cache_folder(
                     return dataset
     elif out != found[0]:  # found the cache of a folder of mixed sizes: say what this run trains on
         log(f"{dataset.name}: images of different sizes, resized once to {size}x{size} (cached)")
-    images = torch.from_numpy(np.load(out))
+    if array is None:
+        try:
+            array = _checked_load(out, _checked_shape(out, len(paths), channels)[1])
+        except _Damaged as err:  # just written (here or by another process) and already wrong: the disk is failing
+            raise DataError(f"{dataset.name}: the cache {out} was written but cannot be read back ({err})") from None
+    images = torch.from_numpy(array)
     row = {p: i for i, p in enumerate(paths)}
     in_memory = {}
     for name, split in splits.items():
