@@ -263,3 +263,31 @@ def test_smoke_budget_of_both_recipes_on_the_real_data(tmp_path):
         rows = read_csv(out / "comparison.csv")
         assert [r["model"] for r in rows] == [n.model for n in load_recipe(recipe).networks]
         assert "NOT comparable" in (out / "comparison.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/path", "a/b", "..", "", 7])
+def test_a_recipe_name_is_never_a_path(tmp_path, name):
+    # Issue 25, cause 7: runs/reproduce/<name>-<budget> must stay inside runs/reproduce, whoever wrote the recipe.
+    recipe = yaml.safe_load(user_recipe(tmp_path, {"lenet_bn": 0.5}).read_text())
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "name": name}))
+    with pytest.raises(ValueError, match=r"recipe .*hostile.yaml: name must be a plain name \(letters, digits"):
+        load_recipe(path)
+    path.write_text(yaml.safe_dump({**recipe, "networks": [{"model": "../lenet_bn"}]}))
+    with pytest.raises(ValueError, match="a network's model must be a plain name"):
+        load_recipe(path)
+
+
+def test_reproduce_refuses_a_recipe_named_as_a_path_in_one_line_writing_nothing(tmp_path, monkeypatch, capsys):
+    from moderncnn.cli import main
+
+    recipe = yaml.safe_load(user_recipe(tmp_path, {"lenet_bn": 0.5}).read_text())
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "name": "../../escaped"}))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["reproduce", str(path), "--budget", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "name must be a plain name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.yaml", "mine.yaml", "work"]
+    assert not any((tmp_path / "work").iterdir())

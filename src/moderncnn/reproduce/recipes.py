@@ -16,6 +16,7 @@ whether or not the recipe lists it.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from moderncnn.reports.compare import RecipeHeading
 BUNDLED = Path(__file__).parent / "recipes"
 BUDGETS = ("full", "quick", "fast", "smoke")
 COMPARISONS = ("diff", "ratio")
+# A recipe's name and its networks' names become folder names (runs/reproduce/<name>-<budget>/<network>): one plain
+# name each, never a path (a recipe from someone else must not write outside the output folder).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -128,8 +132,19 @@ def dataset_image_size(dataset: str, data_dir: str | None) -> int | None:
     return load_dataset(dataset, data_dir=data_dir, val_size=0).image_size
 
 
+def _check_name(where, what: str, name) -> None:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+        raise UsageError(
+            f"recipe {where}: {what} must be a plain name (letters, digits, '_', '.' and '-'; no '/' or '..'), "
+            f"got {name!r}"
+        )
+
+
 def _check(recipe: Recipe) -> Recipe:
     where = recipe.path or recipe.name
+    _check_name(where, "name", recipe.name)
+    for network in recipe.networks:
+        _check_name(where, "a network's model", network.model)
     for name in recipe.budgets:
         if name not in BUDGETS:
             raise UsageError(f"recipe {where}: unknown budget {name!r}; valid: {', '.join(BUDGETS)}")
