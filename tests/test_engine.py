@@ -125,6 +125,24 @@ def test_ctrl_c_keeps_last_checkpoint_and_says_how_to_resume(tmp_path):
     load_checkpoint(last)  # intact and ours
 
 
+def test_sigterm_ends_a_run_like_ctrl_c_with_exit_143(tmp_path):
+    # Issue 25, cause 8: Lightning turned SIGTERM into exit 0 with no message, so a scheduler reported success.
+    run = tmp_path / "terminated"
+    argv = ["train", "lenet", "--dataset", "synthetic:image_size=28,num_train=3000,num_test=100", "--epochs", "50",
+            "--batch-size", "32", "--checkpoint-every", "2", "--quiet", "--run-dir", str(run)]  # fmt: skip
+    proc = subprocess.Popen(CLI + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM in epoch 1; " in err and f"Resume with: moderncnn train --resume {run}" in err
+    assert not (run / "results.json").exists() and not (run / ".lock").exists()
+    assert load_checkpoint(last)["global_step"] >= 2  # intact and ours
+
+
 def test_atomic_checkpoint_write_keeps_the_old_file_when_interrupted(tmp_path):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from moderncnn.rundir import RunDir, read_metrics
 
@@ -196,19 +197,21 @@ class RunRecorder(Checkpoint):
             self._val_seconds += time.perf_counter() - self._val_start
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+        # SIGTERM (a scheduler stopping the job, a SLURM preemption) ends a run as Ctrl-C does.
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
             return
+        how = "stopped by SIGTERM" if isinstance(exception, SIGTERMException) else "interrupted"
         # last.ckpt is left as it was last written (the end of an epoch, or a step inside this one): the state
         # at this moment may be half a step, and resuming from the checkpoint reproduces the uninterrupted run.
         last = self.run.last
         if last.is_file():
             print(
-                f"interrupted in epoch {trainer.current_epoch + 1}; {last} holds {self._last_saved}. "
+                f"{how} in epoch {trainer.current_epoch + 1}; {last} holds {self._last_saved}. "
                 f"Resume with: moderncnn train --resume {self.run}",
                 file=sys.stderr,
             )
         else:
-            print(f"interrupted in epoch 1, before any checkpoint; nothing to resume in {self.run}", file=sys.stderr)
+            print(f"{how} in epoch 1, before any checkpoint; nothing to resume in {self.run}", file=sys.stderr)
 
     def _write_rows(self, rows: list[dict]) -> None:
         tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from moderncnn.engine.checkpoint import load_checkpoint, load_run
 from moderncnn.engine.config import TrainConfig, checkpoint_interval, resolve_resize
@@ -157,12 +158,20 @@ def train(
                     raise ConfigError(f"{run} already holds a run; resume it with --resume {run} or choose another")
                 ckpt_path = None
             config.run_dir = str(run)
-            return _fit(config, run, ckpt_path, quiet)
+            try:
+                return _fit(config, run, ckpt_path, quiet)
+            except SIGTERMException:
+                # Lightning stops at the next step and raises a SystemExit with code 0, which a scheduler reads as
+                # success. The recorder has said how to resume; the exit status is the shell's for SIGTERM.
+                raise SystemExit(TERMINATED) from None
         except BaseException:
             if created and rank_zero and not run.last.exists():
                 # Nothing to resume: do not leave a directory that only looks like a run.
                 shutil.rmtree(run.path, ignore_errors=True)
             raise
+
+
+TERMINATED = 128 + 15  # the exit status of a run stopped by SIGTERM (a scheduler's stop, a SLURM preemption)
 
 
 def _check_new(config: TrainConfig) -> None:
