@@ -90,8 +90,10 @@ def test_predict_prints_its_table_before_a_grid_that_fails_to_write(run, images,
     monkeypatch.setattr(figures, "atomic_path", full)  # the disk fills up after the check
     code, out, err = cli(capsys, "predict", run, *images, "--json", "--show", tmp_path / "grid.png")
     assert code == 2 and [p["path"] for p in json.loads(out)["predictions"]] == [str(p) for p in images]  # not lost
-    assert err == f"moderncnn predict: error: cannot write {tmp_path / 'grid.png'}: no space left on the device; " + (
-        "choose a location you can write to, with free space\n"
+    assert (
+        err
+        == f"moderncnn predict: error: cannot write {tmp_path / 'grid.png'}: disk full (no space left on the device); "
+        + ("choose a location you can write to, with free space\n")
     )
     assert isinstance(output_error("x", OSError(errno.ENOSPC, "")), OutputError)
 

@@ -155,5 +155,5 @@ def test_a_disk_that_fills_up_midway_is_one_line_and_leaves_nothing(tmp_path, mo
     out = tmp_path / "new" / f"model.{fmt}"
     with pytest.raises(OutputError) as caught:
         export_module(lenet(), fmt, out, input_shape=(1, 12, 12))
-    assert str(caught.value).startswith(f"cannot write {out}: no space left on the device; ")
+    assert str(caught.value).startswith(f"cannot write {out}: disk full (no space left on the device); ")
     assert os.listdir(tmp_path) == []

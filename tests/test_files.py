@@ -98,7 +98,7 @@ def test_a_write_that_fails_midway_keeps_the_old_file_and_names_the_path(tmp_pat
     with pytest.raises(OutputError) as caught, atomic_path(target) as tmp:
         tmp.write_text("half of the new conte")
         raise OSError(errno.ENOSPC, "No space left on device")
-    assert one_line(caught.value).startswith(f"cannot write {target}: no space left on the device; ")
+    assert one_line(caught.value).startswith(f"cannot write {target}: disk full (no space left on the device); ")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
     with pytest.raises(KeyError), atomic_path(target) as tmp:  # any other error: the same clean-up, unchanged
         tmp.write_text("new")

@@ -34,7 +34,7 @@ _REASONS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
     errno.EROFS: "the file system is read-only",
-    errno.ENOSPC: "no space left on the device",
+    errno.ENOSPC: "disk full (no space left on the device)",
     errno.EDQUOT: "disk quota exceeded",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "it is a folder",
@@ -53,10 +53,12 @@ def _size(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-def output_error(path: str | os.PathLike, err: OSError) -> OutputError:
+def output_error(
+    path: str | os.PathLike, err: OSError, advice: str = "choose a location you can write to, with free space"
+) -> OutputError:
     """``err`` (raised while writing ``path``) as one line naming the path and the reason, with what to do."""
     reason = _REASONS.get(err.errno or -1, err.strerror or str(err))
-    return OutputError(f"cannot write {path}: {reason}; choose a location you can write to, with free space")
+    return OutputError(f"cannot write {path}: {reason}; {advice}")
 
 
 def _existing_base(path: Path, start: Path) -> Path:

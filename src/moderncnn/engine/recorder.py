@@ -1,16 +1,21 @@
 """What a run leaves on disk each epoch: a row of ``metrics.csv``, ``curves.png``, ``last.ckpt`` and ``best.ckpt``;
 and ``last.ckpt`` again inside long epochs (``checkpoint_every``), holding what the rest of the epoch needs.
 
-Checkpoints are written to a temporary file and renamed over the old one (``AtomicCheckpointIO``), so a
-process killed at any moment leaves either the previous checkpoint or the new one, never half of one.
+Checkpoints and ``metrics.csv`` are written to a temporary file and renamed over the old one (:func:`written_whole`),
+so a process killed at any moment leaves either the previous file or the new one, never half of one; a write that
+fails (a full disk) removes its temporary file, keeps the previous one and ends the run in one line naming the file.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import os
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from moderncnn.files import MIN_FREE_BYTES, output_error
 from moderncnn.rundir import RunDir, read_metrics
 
 COLUMNS = [
@@ -34,18 +40,39 @@ COLUMNS = [
 TIMING_COLUMNS = ("examples_per_sec", "epoch_seconds")
 
 
+@contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """``<path>.tmp`` to write, renamed onto ``path`` when the block succeeds and removed however it ends.
+
+    A write that fails for an ``OSError`` (a full disk: ``[Errno 28]``), or a ``RuntimeError`` from ``torch.save``
+    on a disk with no space left (``enforce fail at inline_container.cc``), becomes one line naming ``path``
+    (:class:`~moderncnn.errors.OutputError`); ``path`` keeps its previous content.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if not isinstance(err, OSError):  # torch reports a failed write without its errno: judge by the space left
+            if shutil.disk_usage(path.parent).free >= MIN_FREE_BYTES:  # measured before the temporary file goes
+                raise
+            err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        advice = "the files written before are kept: free some space, then resume the run with --resume"
+        raise output_error(path, err, advice) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``<path>.tmp``, flush to disk, then ``os.replace`` onto ``<path>``."""
+    """``torch.save`` to ``<path>.tmp``, flush to disk, then ``os.replace`` onto ``<path>`` (:func:`written_whole`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with written_whole(path) as tmp, open(tmp, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
 
 
 class RunRecorder(Checkpoint):
@@ -214,9 +241,7 @@ class RunRecorder(Checkpoint):
             print(f"{how} in epoch 1, before any checkpoint; nothing to resume in {self.run}", file=sys.stderr)
 
     def _write_rows(self, rows: list[dict]) -> None:
-        tmp = self.metrics_path.with_name(self.metrics_path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with written_whole(self.metrics_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.metrics_path)
