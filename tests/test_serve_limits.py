@@ -25,6 +25,7 @@ from moderncnn.data import image as image_module
 from moderncnn.deploy import predict
 from moderncnn.deploy.predict import preprocessor, read_file
 from moderncnn.engine import make_config, train
+from moderncnn.errors import CheckpointError
 from moderncnn.serve import create_app, load_model
 from moderncnn.serve import model as served
 
@@ -167,3 +168,65 @@ def test_metrics_do_not_grow_with_made_up_methods_paths_or_refused_requests(mode
     assert 'moderncnn_requests_total{method="other",route="other",status="401"} 65.0' in text
     assert 'moderncnn_requests_total{method="GET",route="/metadata",status="200"} 1.0' in text
     assert 'moderncnn_requests_total{method="other",route="other",status="404"} 65.0' in text
+
+
+# -------------------------------------------------------------------------- cause 11: 4xx JSON, not 500 text
+
+
+def test_request_problems_are_4xx_json(model):
+    nested = b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    image = png(np.full((28, 28), 100, np.uint8))
+    with TestClient(create_app(model), raise_server_exceptions=False) as client:
+        deep = client.post("/predict", content=nested, headers={"content-type": "application/json"})
+        superscript = client.post("/explain?target=%C2%B2", files=files(("a.png", image)))
+        for answer in (deep, superscript):
+            assert answer.status_code == 400 and answer.headers["content-type"] == "application/json", answer.text
+    assert "cannot be parsed" in deep.json()["error"] and "unknown class '²'" in superscript.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory) -> Path:
+    """A 1x28x28 -> 10 ONNX model (flatten, matrix product) and its preprocessing file, made by hand: a real export
+    takes seconds, and only the file's agreement with the model is tested here."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.zeros((784, 10), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        [weights],
+    )
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out)
+    meta = {"class_names": [str(i) for i in range(10)],
+            "preprocessing": {"channels": 1, "resize": [28, 28], "mean": [0.5], "std": [0.25]}}  # fmt: skip
+    out.with_name("model.onnx.json").write_text(json.dumps(meta))
+    assert load_model(out).input_size == 28  # as made, it is served
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [({"mean": [0.1, 0.2, 0.3]}, "3 means and 1 stds for 1 channels"),
+     ({"std": [0.0]}, "the stds above 0"),
+     ({"resize": [32, 32]}, "inputs of 1x32x32, but the model takes 1x28x28"),
+     ({"class_names": ["a", "b"]}, "2 class names for a model with outputs of shape [10]")],
+    ids=["mean-length", "std-zero", "resize", "class-names"],
+)  # fmt: skip
+def test_an_export_whose_preprocessing_file_does_not_match_is_refused_at_start(onnx_export, tmp_path, change, words):
+    model_file = tmp_path / "model.onnx"
+    model_file.write_bytes(onnx_export.read_bytes())
+    meta = json.loads(onnx_export.with_name("model.onnx.json").read_text())
+    if "class_names" in change:
+        meta["class_names"] = change["class_names"]
+    else:
+        meta["preprocessing"].update(change)
+    model_file.with_name("model.onnx.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as caught:
+        load_model(model_file)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{model_file}.json does not match the model beside it: ")
+    assert words in message

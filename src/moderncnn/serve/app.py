@@ -176,7 +176,7 @@ def _target(target: str | None, names: list[str]) -> int | None:
         return None
     if target in names:
         return names.index(target)
-    if target.isdigit() and int(target) < len(names):
+    if target.isascii() and target.isdigit() and int(target) < len(names):  # '²'.isdigit() is true too
         return int(target)
     raise ClientError(400, f"unknown class {target!r}; give one of the classes in GET /metadata, or its index")
 
@@ -230,7 +230,7 @@ async def _multipart(request: Request, max_files: int) -> list[tuple[str, bytes]
 def _from_json(body: bytes) -> list[tuple[str, bytes]]:
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise ClientError(400, 'the JSON body cannot be parsed; send {"images": ["<base64>", ...]}') from None
     items = payload.get("images") if isinstance(payload, dict) else None
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):

@@ -14,10 +14,12 @@ import ctypes.util
 import functools
 import io
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -213,6 +215,7 @@ def _load_onnx(path: Path) -> ServedModel:
     mean, std = pre.get("mean") or [0.0] * channels, pre.get("std") or [1.0] * channels
     options = onnxruntime.SessionOptions()
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    _check_sidecar(meta_file, session, channels, int(height), names, mean, std)
     graph = onnx.load(str(path), load_external_data=False).graph
     parameters = sum(int(torch.Size(init.dims).numel()) for init in graph.initializer)
     checkpoint = meta.get("checkpoint")
@@ -230,6 +233,34 @@ def _load_onnx(path: Path) -> ServedModel:
         test_accuracy=_test_accuracy(run),
         session=session,
     )
+
+
+def _check_sidecar(meta_file: Path, session, channels: int, size: int, names: list, mean: list, std: list) -> None:
+    """The preprocessing file agrees with the model it sits beside: one input of ``(channels, size, size)`` gives
+    one probability per class name, and the normalisation has one finite mean and positive std per channel. A
+    server that started with a mismatched file would say it is ready and answer every /predict with 500."""
+
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(
+            f"{meta_file} does not match the model beside it: {what}; export the run again with `moderncnn export "
+            "RUN --format onnx`, which writes both"
+        )
+
+    values = [*mean, *std]
+    if len(mean) != channels or len(std) != channels:
+        raise refuse(f"{len(mean)} means and {len(std)} stds for {channels} channels")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or min(std) <= 0:
+        raise refuse(f"mean {mean} and std {std} must be finite numbers, the stds above 0")
+    declared = session.get_inputs()[0].shape[1:]
+    fixed = [(want, got) for want, got in zip((channels, size, size), declared, strict=False) if isinstance(got, int)]
+    if any(want != got for want, got in fixed):
+        raise refuse(f"inputs of {channels}x{size}x{size}, but the model takes {'x'.join(map(str, declared))}")
+    try:
+        outputs = session.run(None, {session.get_inputs()[0].name: np.zeros((1, channels, size, size), np.float32)})
+    except Exception as err:  # onnxruntime's errors share no base class
+        raise refuse(f"the model does not run on a {channels}x{size}x{size} input ({type(err).__name__})") from None
+    if outputs[0].shape != (1, len(names)):
+        raise refuse(f"{len(names)} class names for a model with outputs of shape {list(outputs[0].shape[1:])}")
 
 
 def _test_accuracy(run: RunDir | None) -> float | None:
