@@ -21,11 +21,12 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from moderncnn.cli import main
 from moderncnn.data import image as image_module
 from moderncnn.deploy import predict
 from moderncnn.deploy.predict import preprocessor, read_file
 from moderncnn.engine import make_config, train
-from moderncnn.errors import CheckpointError
+from moderncnn.errors import CheckpointError, UsageError
 from moderncnn.serve import create_app, load_model
 from moderncnn.serve import model as served
 
@@ -230,3 +231,22 @@ def test_an_export_whose_preprocessing_file_does_not_match_is_refused_at_start(o
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"{model_file}.json does not match the model beside it: ")
     assert words in message
+
+
+# ------------------------------------------------------------------- cause 12: tokens that a client can send
+
+
+@pytest.mark.parametrize("token", ["a€b", "", "two words", "tab\there", "é"])
+def test_a_token_no_client_can_send_is_refused_at_start(model, token, capsys):
+    with pytest.raises(UsageError, match="--token must be printable ASCII characters without spaces"):
+        create_app(model, token=token)
+    assert main(["serve", "/nonexistent-run", "--token", token]) == 2  # refused before the run is even read
+    assert "--token must be printable ASCII" in capsys.readouterr().err
+
+
+def test_the_bearer_scheme_is_case_insensitive(model):
+    with TestClient(create_app(model, token="s3cret")) as client:
+        for header in ("Bearer s3cret", "bearer s3cret", "BEARER  s3cret"):
+            assert client.get("/metadata", headers={"Authorization": header}).status_code == 200, header
+        for header in ("Bearer s3cre", "Basic s3cret", "s3cret", "Bearers3cret"):
+            assert client.get("/metadata", headers={"Authorization": header}).status_code == 401, header

@@ -13,6 +13,7 @@ import ipaddress
 from pathlib import Path
 
 from moderncnn.serve.app import create_app
+from moderncnn.serve.guard import check_options
 from moderncnn.serve.model import BACKENDS, BadImage, ServedModel, load_model
 
 __all__ = ["BACKENDS", "BadImage", "ServedModel", "create_app", "host_warning", "load_model", "serve"]
@@ -54,8 +55,7 @@ def serve(
     for name, value in (("max_batch", max_batch), ("workers", workers)):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
-    if max_body_mb <= 0:
-        raise UsageError(f"max_body_mb must be positive, got {max_body_mb}")
+    check_options(token, max_body_mb)  # before the model loads (create_app checks again, for Python callers)
     model = load_model(source, backend, checkpoint)
     app = create_app(model, max_batch=max_batch, workers=workers, token=token, max_body_mb=max_body_mb)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

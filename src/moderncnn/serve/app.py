@@ -26,7 +26,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from moderncnn.errors import ModernCNNError
 from moderncnn.serve import render
 from moderncnn.serve.batcher import WINDOW, Batcher
-from moderncnn.serve.guard import Guard, Metrics
+from moderncnn.serve.guard import Guard, Metrics, check_options
 from moderncnn.serve.model import BadImage, ServedModel
 
 STATIC = Path(__file__).parent / "static"
@@ -74,6 +74,7 @@ def create_app(
     Returns:
         The application; ``app.state`` of the inner FastAPI app (``.fastapi``) holds the model and the batcher.
     """
+    check_options(token, max_body_mb)
     metrics = Metrics()
     batcher = Batcher(model.probabilities, max_batch=max_batch, window=window, workers=workers,
                       observe=metrics.observe_batch)  # fmt: skip

@@ -9,14 +9,50 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import re
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from moderncnn.errors import UsageError
 
 # Routes and methods named in the metrics; any other path or method (HTTP allows any token as a method, 8 KB long)
 # is counted as "other", and so is every request refused for its token: what a client sends cannot add a series.
 ROUTES = ("/", "/health", "/metadata", "/metrics", "/predict", "/explain", "/filters")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+# What an Authorization header carries through every client (curl, httpx, requests, a browser's fetch): printable
+# ASCII without spaces. A token with other characters (U+20AC, an empty one) could never be sent, and the server
+# would answer 401 to everything.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def check_options(token: str | None, max_body_mb: float) -> None:
+    """Refuse a token no client can send and a body limit that is not a positive finite size, in one line each.
+
+    Raises:
+        UsageError: naming the option, what is valid and what was given.
+    """
+    if token is not None and not _TOKEN.fullmatch(token):
+        raise UsageError(
+            "--token must be printable ASCII characters without spaces (what an 'Authorization: Bearer' header can "
+            f"carry), at least one; got {token!r}"
+        )
+    if (
+        isinstance(max_body_mb, bool)
+        or not isinstance(max_body_mb, (int, float))
+        or not (math.isfinite(max_body_mb) and max_body_mb > 0)
+    ):
+        raise UsageError(f"max_body_mb must be a positive finite number of MB, got {max_body_mb!r}")
+
+
+def _bearer(headers) -> bytes:
+    """The credentials of an ``Authorization: Bearer`` header (the scheme in any case, RFC 7235), else ``b""``."""
+    value = dict(headers).get(b"authorization", b"")
+    scheme, _, credentials = value.strip().partition(b" ")
+    return credentials.strip() if scheme.lower() == b"bearer" else b""
 
 
 async def send_error(send, status: int, message: str, headers: list | None = None) -> None:
@@ -72,6 +108,7 @@ class Guard:
 
     def __init__(self, app, *, metrics: Metrics, token: str | None, max_body: int):
         self.app, self.metrics, self.token, self.max_body = app, metrics, token, max_body
+        self._expected = token.encode("ascii") if token is not None else b""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -96,15 +133,14 @@ class Guard:
     async def _guarded(self, scope, receive, send):
         path = scope["path"]
         # The page holds no data and asks for the token itself: a browser cannot add a header to loading a page.
-        if self.token is not None and not (path in ("/", "/health") or path.startswith("/static/")):
-            given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                return await send_error(
-                    send,
-                    401,
-                    "this server needs its token: send the header 'Authorization: Bearer <token>' given to --token",
-                    [(b"www-authenticate", b"Bearer")],
-                )
+        guarded = self.token is not None and not (path in ("/", "/health") or path.startswith("/static/"))
+        if guarded and not hmac.compare_digest(_bearer(scope["headers"]), self._expected):
+            return await send_error(
+                send,
+                401,
+                "this server needs its token: send the header 'Authorization: Bearer <token>' given to --token",
+                [(b"www-authenticate", b"Bearer")],
+            )
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return await send_error(send, 413, self._too_large(length.decode("latin-1")))
