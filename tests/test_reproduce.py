@@ -291,3 +291,20 @@ def test_reproduce_refuses_a_recipe_named_as_a_path_in_one_line_writing_nothing(
     assert err.count("\n") == 1 and "name must be a plain name" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.yaml", "mine.yaml", "work"]
     assert not any((tmp_path / "work").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [({"settings": "str"}, "settings must be a mapping"),
+     ({"budgets": {"full": {}, "smoke": {"networks": {"lenet_bn": "x"}}}}, "budgets.smoke.networks.lenet_bn must be"),
+     ({"networks": [{"model": "lenet_bn", "settings": [1]}]}, "networks.lenet_bn.settings must be a mapping")],
+    ids=["settings", "budget-network", "network-settings"],
+)  # fmt: skip
+def test_recipe_entries_of_the_wrong_type_are_one_line(tmp_path, change, words):
+    # Issue 25, cause 10: these gave a TypeError or ValueError traceback.
+    recipe = yaml.safe_load(user_recipe(tmp_path, {"lenet_bn": 0.5}).read_text())
+    path = tmp_path / "typed.yaml"
+    path.write_text(yaml.safe_dump({**recipe, **change}))
+    with pytest.raises(ValueError, match=f"recipe .*typed.yaml: {words}") as caught:
+        load_recipe(path)
+    assert "\n" not in str(caught.value)

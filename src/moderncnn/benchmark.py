@@ -223,6 +223,8 @@ def benchmark(
         raise UsageError(f"modes must be train and/or infer, got {', '.join(bad) or 'none'}")
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise UsageError(f"batch_size must be a positive number of images, got {batch_size!r}")
     for model in models:
         get_model_info(model)  # an unknown name fails before anything is timed
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

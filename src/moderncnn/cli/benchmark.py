@@ -92,7 +92,7 @@ def cases(args: argparse.Namespace) -> list[dict]:
             {
                 "model": config.model,
                 "input": args.input or (info.in_channels, size, size),
-                "batch_size": args.batch_size or config.batch_size,
+                "batch_size": config.batch_size if args.batch_size is None else args.batch_size,
                 "model_kwargs": config.model_kwargs or None,
             }
         )

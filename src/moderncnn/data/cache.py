@@ -140,6 +140,11 @@ def _decode_chunk(task: tuple[str, int, list[str], int, int | None]) -> int:
             raise DataError(f"cannot decode {path} ({type(err).__name__}: {err}); remove or replace it") from None
         if size is not None and tuple(image.shape[-2:]) != (size, size):
             image = resize(image, [size, size], antialias=True)
+        if tuple(image.shape) != array.shape[1:]:  # its header said another size when the folder was scanned
+            raise DataError(
+                f"{path} is {image.shape[-1]}x{image.shape[-2]} now but was {array.shape[-1]}x{array.shape[-2]} when "
+                "the folder was scanned: it changed while the folder was being cached; run again once it is settled"
+            )
         array[start + i] = image.numpy()
     array.flush()
     return len(paths)

@@ -21,11 +21,12 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from moderncnn.engine.checkpoint import load_checkpoint, load_run
+from moderncnn.engine.checkpoint import build_network, load_checkpoint, load_run
 from moderncnn.engine.config import TrainConfig, checkpoint_interval, resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
+from moderncnn.engine.preflight import check_data, check_network, check_resumable
 from moderncnn.engine.ranks import holder_notice, is_global_zero
 from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
 from moderncnn.errors import CheckpointError, ConfigError, UsageError
@@ -200,10 +201,12 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
         _check_new(config)
         return config, None
     # Refuse a tampered, foreign or mismatched checkpoint before any work: its network, its weights, its settings.
-    written_by = load_checkpoint(run.last)["hyper_parameters"]["config"].get("model")
+    saved = load_checkpoint(run.last)["hyper_parameters"]["config"]
+    written_by = saved.get("model")
     if written_by != config.model:
         raise CheckpointError(f"checkpoint {run.last} was written by {written_by}, not {config.model}; cannot resume")
     load_run(run.last)  # the weights fit the network the checkpoint's settings describe
+    check_resumable(config, saved, run.last)  # and config.yaml still describes them
     if epochs is not None and epochs != config.epochs:
         if epochs < config.epochs:
             raise ConfigError(f"{run} trains for {config.epochs} epochs; --epochs can only extend it, got {epochs}")
@@ -300,6 +303,9 @@ def classifier(config: TrainConfig, data: ImageDataModule, load_weights: bool = 
 
 def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
     data, extra = prepare(config, quiet)
+    check_data(config, data.dataset)  # before anything is written
+    with torch.device("meta"):  # the architecture only, no weights allocated
+        check_network(config, build_network(config, data.dataset.num_classes, data.dataset.channels, data.image_size))
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
         config.save(run.config)

@@ -11,6 +11,7 @@ fixed, seeded subset of the training split, preprocessed as in evaluation.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,8 +195,10 @@ def plot_run_landscape(
         raise UsageError(f"dim must be 1 (a curve) or 2 (a contour plot), got {dim}")
     if points < 3 or points % 2 == 0:
         raise UsageError(f"points must be odd and at least 3, so the trained weights lie on the grid; got {points}")
-    if span <= 0 or subset < 1 or batch_size < 1:
-        raise UsageError(f"span, subset and batch size must be positive; got {span}, {subset}, {batch_size}")
+    if not math.isfinite(span) or span <= 0 or subset < 1 or batch_size < 1:
+        raise UsageError(
+            f"span (a finite number), subset and batch size must be positive; got {span}, {subset}, {batch_size}"
+        )
     from moderncnn.deploy.predict import check_device
 
     started = time.perf_counter()

@@ -145,6 +145,19 @@ def _check(recipe: Recipe) -> Recipe:
     _check_name(where, "name", recipe.name)
     for network in recipe.networks:
         _check_name(where, "a network's model", network.model)
+    mappings = {"settings": recipe.settings, "budgets": recipe.budgets}
+    mappings.update({f"networks.{n.model}.settings": n.settings for n in recipe.networks})
+    mappings.update({f"networks.{n.model}.published": n.published for n in recipe.networks})
+    if isinstance(recipe.budgets, dict):
+        for name, budget in recipe.budgets.items():
+            entries = budget.get("networks", {}) if isinstance(budget, dict) else {}
+            if isinstance(entries, dict):
+                mappings.update({f"budgets.{name}.networks.{model}": value for model, value in entries.items()})
+    for key, value in mappings.items():
+        if not isinstance(value, dict):
+            raise UsageError(
+                f"recipe {where}: {key} must be a mapping of names to values (e.g. {{epochs: 10}}), got {value!r}"
+            )
     for name in recipe.budgets:
         if name not in BUDGETS:
             raise UsageError(f"recipe {where}: unknown budget {name!r}; valid: {', '.join(BUDGETS)}")
