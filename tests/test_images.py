@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from moderncnn.data.folder import decode, load_image_folder
-from moderncnn.data.image import PIXEL_LIMIT_ENV, UnsuitableImage, pixel_limit
+from moderncnn.data.image import PIXEL_LIMIT_ENV, UnsuitableImage, pixel_limit, read_image
 from moderncnn.deploy import plot_predictions, predict
-from moderncnn.deploy.predict import THUMBNAIL_SIZE
+from moderncnn.deploy.predict import THUMBNAIL_SIZE, read_file
 from moderncnn.engine import make_config, train
 from moderncnn.errors import OutputError, UsageError
 
@@ -254,3 +254,45 @@ def test_predict_show_of_a_12000_px_image_peaks_under_2_gb(run, tmp_path):
     assert code == "0", done.stderr[-2000:]
     assert (tmp_path / "grid.png").is_file()
     assert int(peak) < 2 * 1024**3, f"peak {int(peak) / 1024**3:.2f} GiB"
+
+
+# ------------------------------------------------------------- issue 25, cause 13: images as people take them
+
+
+def test_exif_orientation_turns_a_phone_photo_upright_in_every_reader(tmp_path):
+    # A phone stores a portrait photo sideways (80 wide, 40 high) with orientation 6: "turn 90 degrees clockwise".
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:, :40] = 255  # the left half bright: upright, the top half is bright
+    photo = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(photo, exif=exif, quality=95)
+    for image in (read_image(photo, 3)[0], decode(str(photo), 3), read_file(photo, 3, input_size=28)[0]):
+        assert tuple(image.shape) == (3, 80, 40)  # as the browser shows it, not 40x80
+        assert image[:, :36].float().mean() > 240 and image[:, 44:].float().mean() < 15
+
+
+def test_transparent_pixels_are_composited_over_white_not_their_hidden_colour(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # hidden red everywhere
+    rgba[:2, :, 3] = 0  # top half fully transparent
+    rgba[2:, :, 3] = 255  # bottom half opaque red
+    rgba[3, 3] = (0, 0, 255, 128)  # one half-transparent blue pixel
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    la = np.zeros((4, 4, 2), np.uint8)
+    la[:2, :, 1] = 0
+    la[2:, :, 1] = 255
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    image = read_image(tmp_path / "rgba.png", 3)[0].permute(1, 2, 0).numpy()
+    assert (image[:2] == 255).all()  # white, not red
+    assert (image[2, :] == (255, 0, 0)).all()
+    assert np.abs(image[3, 3].astype(int) - (127, 127, 255)).max() <= 1  # half of the blue over white
+    grey = read_image(tmp_path / "la.png", 1)[0][0].numpy()
+    assert (grey[:2] == 255).all() and (grey[2:] == 0).all()
+    palette = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+    palette.putpalette([255, 0, 0, 0, 0, 0])
+    palette.save(tmp_path / "p.png", transparency=0)  # index 0 (red) transparent
+    assert read_image(tmp_path / "p.png", 3)[0].permute(1, 2, 0).numpy().tolist() == [
+        [[255, 255, 255], [0, 0, 0]],
+        [[0, 0, 0], [255, 255, 255]],
+    ]

@@ -10,7 +10,10 @@ scaled by the range of their bit depth instead, then rounded to the uint8 the re
 - ``F``: float intensities in ``[0, 1]``, the convention of float images in torchvision and scikit-image.
 
 A pixel outside its range (a negative or NaN float, a float image in ``0..255``) refuses the image with a
-message saying so rather than clipping it. Every other mode (1, L, P, RGB, RGBA, CMYK, ...) is 8-bit already;
+message saying so rather than clipping it. A photo is turned upright by its EXIF orientation, as a browser shows it
+(a phone stores a portrait photo sideways), and transparent pixels are composited over :data:`BACKGROUND` (white,
+like the page they would be shown on), never read as the colour hidden under them. Every other mode (1, L, P, RGB,
+RGBA, CMYK, ...) is 8-bit already;
 PIL reads 16-bit RGB files as 8-bit RGB itself, correctly scaled.
 
 Images larger than a pixel limit are refused from their header, before any pixel is decoded: by default PIL's
@@ -34,7 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from moderncnn.errors import DataError, UsageError
@@ -46,6 +49,8 @@ MAX_ASPECT = 100  # longer side over shorter side; the widest panoramas people t
 # Sides kept >= 8x the input size: box-reducing that far moves the antialiased resize after it by at most ~5 grey levels
 # at sharp edges (4.6 for 100 px blocks of random colours resized to 28; at 4x it was 21), 0.2 on noise.
 REDUCE_MARGIN = 8
+BACKGROUND = (255, 255, 255)  # what transparent pixels are composited over
+_ORIENTATION = 0x0112  # the EXIF tag
 _FULL_SIZE = "moderncnn.full_size"  # in a reduced image's info: the size it was reduced from
 
 
@@ -143,6 +148,24 @@ def _to_8bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
     return Image.fromarray(out)
 
 
+def _upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation says (a copy only when it says to turn)."""
+    if im.getexif().get(_ORIENTATION, 1) in (None, 1):
+        return im
+    return ImageOps.exif_transpose(im)
+
+
+def _opaque(im: Image.Image) -> Image.Image:
+    """``im`` with transparent pixels composited over :data:`BACKGROUND`; opaque images unchanged."""
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
+        return im
+    rgba = im.convert("RGBA")
+    out = Image.alpha_composite(Image.new("RGBA", im.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+    if _FULL_SIZE in im.info:
+        out.info[_FULL_SIZE] = im.info[_FULL_SIZE]
+    return out
+
+
 def _reduced(im: Image.Image, input_size: int) -> Image.Image:
     """``im`` shrunk by whole factors per side, each side kept at least ``REDUCE_MARGIN * input_size``."""
     keep = REDUCE_MARGIN * input_size
@@ -180,9 +203,10 @@ def open_image(
                 keep = REDUCE_MARGIN * input_size
                 im.draft(im.mode, (min(im.width, keep), min(im.height, keep)))
             im.load()
-            image = _to_8bit(im, path)
+            image = _to_8bit(_upright(im), path)
             if input_size is not None:
                 image = _reduced(image, input_size)
+            image = _opaque(image)
             if image is not im:
                 im.close()  # the full-size pixels go now, not when the caller is done with the small ones
             yield image
