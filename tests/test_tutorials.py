@@ -16,7 +16,13 @@ docs_execute = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(docs_execute)
 
 
-@pytest.mark.parametrize("source", docs_execute.sources(), ids=lambda p: p.stem)
+# The chapter pages share one template and differ only in the network: CI executes ResNet and BN-LeNet from it, and
+# the others run with the slow tests (`make test-slow`), to keep `make test` short (all ten: about 3 CPU-minutes).
+SLOW = {"alexnet", "vgg", "nin", "googlenet", "densenet"}
+SOURCES = [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in docs_execute.sources()]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_tutorial_executes_at_smoke_size(source, monkeypatch):
     reason = docs_execute.missing_feature(source)
     if reason:

@@ -2,7 +2,7 @@
 
 Two environment variables change how a page runs, never what it shows:
 
-- ``MODERNCNN_DOCS_SMOKE=1``: the smoke budget (one epoch of two batches) on small generated images of the same
+- ``MODERNCNN_DOCS_SMOKE=1``: the smoke budget (one epoch of two batches of 32) on small generated images of the same
   shape as the page's dataset, so that every page runs in seconds (CI executes them all this way). The numbers
   printed then mean nothing; the page says so.
 - ``MODERNCNN_DOCS_RUNS=DIR``: a finished run directory for the page's network under ``DIR`` (``DIR/NETWORK``,
@@ -56,7 +56,7 @@ def settings(recipe: str, model: str, **overrides) -> dict:
     budget = BUDGET if BUDGET in source.budgets else "full"
     if SMOKE:
         overrides.setdefault("dataset", SMOKE_DATA.get(source.dataset, source.dataset))
-        overrides.update(epochs=1, limit_batches=2)
+        overrides.update(epochs=1, limit_batches=2, batch_size=32)
     values = source.settings_for(model, budget, **overrides)
     if SMOKE and isinstance(values.get("val_size"), int) and values["val_size"] > 64:
         values["val_size"] = 64  # the generated training split has 512 images
@@ -130,7 +130,8 @@ def beside_published(run: str | Path, recipe: str) -> None:
         else:
             change = f"{mine / theirs:.2f}x"
         rows.append(f"| {column['label']} | {_number(theirs)} | {_number(mine)} | {change} |")
-    note = f"Our run: {ours.epochs} epochs, {ours.wall_minutes:.1f} minutes on {ours.device_name or ours.device}."
+    epochs = f"{ours.epochs} epoch{'s' if ours.epochs != 1 else ''}"
+    note = f"Our run: {epochs}, {ours.wall_minutes:.1f} minutes on {ours.device_name or ours.device}."
     if SMOKE:
         note += " **Smoke run: not comparable.**"
     display(Markdown("\n".join(rows) + "\n\n" + note))

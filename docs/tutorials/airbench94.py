@@ -11,9 +11,6 @@
 # %% [markdown]
 # # 94% on a CPU
 #
-# requires: model airbench94
-# requires: recipe airbench
-#
 # How little compute does 94% test accuracy on CIFAR-10 need? Keller Jordan's airbench94 (2024) holds the record:
 # 94.01% in 2.59 seconds on one A100 GPU, about 0.29 PFLOP of training in all. The network is small and plain (a
 # fixed whitening layer computed from the data, then three groups of two 3x3 convolutions with 64, 256 and 256
@@ -22,6 +19,8 @@
 # CPU, so the record is within reach of this page.
 
 # %%
+# requires: model airbench94
+# requires: recipe airbench
 import _tutorial as page
 
 import moderncnn as mc

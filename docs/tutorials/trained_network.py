@@ -11,13 +11,12 @@
 # %% [markdown]
 # # Use a trained network
 #
-# requires: api list_weights
-#
 # moderncnn ships networks it trained itself, each with a model card that says how. Anywhere a function or command
 # takes a run directory it also takes one of these weights, spelled `weights:<network>-<dataset>`: predict,
 # explain, look inside, export and serve work in the first second, with nothing to train.
 
 # %%
+# requires: api list_weights
 from pathlib import Path
 
 import _tutorial as page
