@@ -1,7 +1,8 @@
 """The comparison report's figures stay readable where networks cluster: no label runs into another.
 
 The cluster is the case seen on a `smoke` report of d2l-ch7: seven networks within a few points of accuracy and a
-factor of about 1.5 in size and speed, so labels placed at a fixed offset from their points overlap.
+factor of about 1.5 in size and speed, so labels placed at a fixed offset from their points overlap; and the extreme
+of seven networks on one spot.
 """
 
 from itertools import combinations
@@ -15,7 +16,8 @@ from moderncnn.reports.figures import comparison_figure, curves_figure
 NAMES = ["alexnet_d2l", "vgg_d2l", "nin", "googlenet_d2l", "lenet_bn", "resnet18_d2l", "densenet_d2l"]
 
 
-def _record(i: int, name: str) -> RunRecord:
+def _record(i: int, name: str, spread: int = 1) -> RunRecord:
+    i *= spread
     acc = 0.10 + 0.002 * i
     return RunRecord(
         run_dir=Path(name), model=name, dataset="fashion-mnist", params=1_000_000 + 50_000 * i, flops=None,
@@ -25,9 +27,9 @@ def _record(i: int, name: str) -> RunRecord:
     )  # fmt: skip
 
 
-@pytest.fixture
-def clustered():
-    return [_record(i, name) for i, name in enumerate(NAMES)]
+@pytest.fixture(params=[1, 0], ids=["clustered", "identical"])
+def clustered(request):
+    return [_record(i, name, spread=request.param) for i, name in enumerate(NAMES)]
 
 
 def _boxes(fig, artists):
