@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from IPython.display import Image, Markdown, display
@@ -24,6 +25,9 @@ from IPython.display import Image, Markdown, display
 from moderncnn.engine import make_config, train
 from moderncnn.reproduce import load_recipe
 from moderncnn.rundir import RunDir
+
+# A kernel has no progress-bar widgets; tqdm says so on every page otherwise.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 SMOKE = os.environ.get("MODERNCNN_DOCS_SMOKE") == "1"
 RUNS = os.environ.get("MODERNCNN_DOCS_RUNS")
