@@ -16,9 +16,9 @@ docs_execute = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(docs_execute)
 
 
-# The chapter pages share one template and differ only in the network: CI executes ResNet and BN-LeNet from it, and
-# the others run with the slow tests (`make test-slow`), to keep `make test` short (all ten: about 3 CPU-minutes).
-SLOW = {"alexnet", "vgg", "nin", "googlenet", "densenet"}
+# The chapter pages share one template and differ only in the network: CI executes ResNet's, and the other six run
+# with the slow tests (`make test-slow`), to keep `make test` short (all pages together: about 4 CPU-minutes here).
+SLOW = {"alexnet", "vgg", "nin", "googlenet", "batch_norm", "densenet"}
 SOURCES = [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in docs_execute.sources()]
 
 

@@ -142,7 +142,11 @@ def beside_published(run: str | Path, recipe: str) -> None:
 
 
 def _number(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) and value < 1 else f"{value:,.0f}"
+    if isinstance(value, float) and abs(value) < 1:
+        return f"{value:.3f}"  # accuracies
+    if isinstance(value, float) and abs(value) < 1000:
+        return f"{value:.3g}"  # seconds, minutes, PFLOPs
+    return f"{value:,.0f}"
 
 
 def test_images(run: str | Path, out: str | Path, count: int = 3) -> list[Path]:
