@@ -8,6 +8,7 @@ Skipped, with the reason, only where Debian's chromium is absent (as tests/test_
 """
 
 import http.server
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -118,3 +119,20 @@ def test_every_page_loads_links_resolve_and_search_finds_densenet(site):
     assert not errors, f"JavaScript errors: {errors}"
     assert not broken, f"links or images that do not resolve: {sorted(set(broken))}"
     assert "DenseNet" in results
+
+
+def test_navigation_picks_up_new_pages_and_executed_tutorials(tmp_path):
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "tools" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    (tmp_path / "tutorials").mkdir()
+    for name in ("index.md", "weights.md", "training.md", "sweeps.md"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    for stem in ("densenet", "resnet", "_tutorial"):
+        (tmp_path / "tutorials" / f"{stem}.py").write_text(f"# %% [markdown]\n# # Title of {stem}\n")
+    (tmp_path / "tutorials" / "resnet.ipynb").write_text("{}")
+    nav = hooks.on_config({"docs_dir": str(tmp_path)})["nav"]
+    assert nav[:4] == ["index.md", "training.md", "sweeps.md", "weights.md"]  # the guide's order, then new pages
+    assert nav[4] == {"Tutorials": [{"Title of resnet": "tutorials/resnet.ipynb"},
+                                    {"Title of densenet": "tutorials/densenet.py"}]}  # fmt: skip
+    assert nav[5] == {"Reference": ["reference/api.md", "reference/models.md", "reference/cli.md"]}
