@@ -12,6 +12,9 @@ augmentation). Random augmentation happens at native resolution; ``resize`` then
 evaluation (``train=False``) only resize and normalisation remain. ``cutout`` (with any preset) blanks a square
 of that side, wholly inside the image at a uniform random place, to the mean colour (DeVries and Taylor 2017,
 "Improved Regularization of Convolutional Neural Networks with Cutout"), after the preset's crops and flips.
+``jpeg`` (with any preset) re-encodes a fraction of the training batches as JPEG at a random quality in
+``jpeg_quality`` before anything else, with torchvision's ``v2.JPEG`` operation: a network trained on lossless
+images loses accuracy on the JPEG files users have, and seeing the artefacts in training keeps most of it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ CROP_PADDING = 4
 UVA_SCALE = (0.8, 1.0)
 UVA_RATIO = (0.9, 1.1)
 _CROP_TRIES = 10  # boxes torchvision's RandomResizedCrop draws before it falls back to a centre crop
+JPEG_QUALITY = (50, 95)  # the default range of qualities: from heavy compression to a camera's "fine"
 
 
 def _check_settings(preset: str, resize: int | None) -> None:
@@ -59,6 +63,8 @@ class BatchAugment:
         generator: source of all randomness, on the images' device (the global RNG when ``None``): the same
             seed and batch give bit-identical output.
         cutout: side of the square blanked in each training image, in native pixels (0: none).
+        jpeg: fraction of training batches re-encoded as JPEG, one random quality per batch (0: none).
+        jpeg_quality: the lowest and highest quality drawn (uniform, whole numbers).
     """
 
     def __init__(
@@ -71,10 +77,12 @@ class BatchAugment:
         train: bool = True,
         generator: torch.Generator | None = None,
         cutout: int = 0,
+        jpeg: float = 0.0,
+        jpeg_quality: Sequence[int] = JPEG_QUALITY,
     ):
         _check_settings(preset, resize)
         self.preset, self.resize, self.train, self.generator = preset, resize, train, generator
-        self.cutout = cutout
+        self.cutout, self.jpeg, self.jpeg_quality = cutout, jpeg, tuple(jpeg_quality)
         self.mean = torch.tensor(mean, dtype=torch.float32)
         self.std = torch.tensor(std, dtype=torch.float32)
 
@@ -86,6 +94,8 @@ class BatchAugment:
             raise ValueError(
                 f"mean and std need {channels} values, one per channel; got {len(self.mean)} and {len(self.std)}"
             )
+        if self.train and self.jpeg > 0:
+            images = self._jpeg(images)
         random = self.train and self.preset in ("cifar", "uva")
         if random:
             flip = self._rand(len(images), device=device) < 0.5
@@ -110,6 +120,17 @@ class BatchAugment:
         """Uniform [0, 1) numbers from the generator, drawn on its device (a generator serves only its own)."""
         source = self.generator.device if self.generator is not None else device
         return torch.rand(*shape, generator=self.generator, device=source).to(device)
+
+    def _jpeg(self, images: Tensor) -> Tensor:
+        """A ``jpeg`` fraction of the batches, re-encoded with ``v2.functional.jpeg`` at one quality drawn for the
+        batch (from the generator, so a resumed run draws the same). The codec runs on the CPU: one batch of 512
+        CIFAR images takes a few milliseconds there, small beside a training step."""
+        draw = self._rand(2, device=torch.device("cpu"))
+        if float(draw[0]) >= self.jpeg:
+            return images
+        low, high = self.jpeg_quality
+        quality = low + min(int(float(draw[1]) * (high - low + 1)), high - low)
+        return v2.functional.jpeg(images.cpu(), quality).to(images.device)
 
     def _cutout(self, x: Tensor) -> Tensor:
         """Zero (the mean, after normalisation) a ``cutout``-sided square at a uniform random place in each image."""
@@ -218,6 +239,8 @@ def reference_transform(
     resize: int | None = None,
     train: bool = True,
     cutout: int = 0,
+    jpeg: float = 0.0,
+    jpeg_quality: Sequence[int] = JPEG_QUALITY,
 ) -> v2.Compose:
     """The same preset as ``torchvision.transforms.v2`` for one uint8 image tensor ``(C, H, W)``.
 
@@ -232,12 +255,16 @@ def reference_transform(
         resize: output side, or ``None`` to keep the native size.
         train: apply the random part of the preset.
         cutout: side of the square blanked in each training image, in native pixels (0: none).
+        jpeg: probability that an image is re-encoded as JPEG at a random quality in ``jpeg_quality``.
+        jpeg_quality: the lowest and highest quality.
 
     Returns:
         A transform from a uint8 ``(C, H, W)`` tensor to a normalised float32 one.
     """
     _check_settings(preset, resize)
     steps: list[torch.nn.Module] = []
+    if train and jpeg > 0:
+        steps.append(v2.RandomApply([v2.JPEG(tuple(jpeg_quality))], p=jpeg))
     if train and preset == "cifar":
         steps += [_NativeRandomCrop(padding=CROP_PADDING), v2.RandomHorizontalFlip()]
     elif train and preset == "uva":
