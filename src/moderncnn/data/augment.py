@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -130,7 +131,9 @@ class BatchAugment:
             return images
         low, high = self.jpeg_quality
         quality = low + min(int(float(draw[1]) * (high - low + 1)), high - low)
-        return v2.functional.jpeg(images.cpu(), quality).to(images.device)
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its codecs for TorchCodec's, once per call
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
+            return v2.functional.jpeg(images.cpu(), quality).to(images.device)
 
     def _cutout(self, x: Tensor) -> Tensor:
         """Zero (the mean, after normalisation) a ``cutout``-sided square at a uniform random place in each image."""

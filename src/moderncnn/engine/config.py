@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from moderncnn.constants import AUGMENT_PRESETS
-from moderncnn.errors import ConfigError
+from moderncnn.errors import ConfigError, UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "multistep", "cosine", "onecycle")
@@ -264,8 +264,11 @@ class TrainConfig:
         from moderncnn.weights import get_weights_info
 
         if self.pretrained:
-            raise ConfigError("--init-from and --pretrained both give the starting weights; use one")
-        weights = get_weights_info(self.init_from)  # an unknown name: one line with the published ones
+            raise ConfigError("init_from and pretrained both give the starting weights; use one")
+        try:
+            weights = get_weights_info(self.init_from)
+        except UsageError as err:
+            raise ConfigError(f"init_from: {err}") from None
         if weights.network != self.model:
             raise ConfigError(
                 f"init_from {self.init_from} holds a {weights.network}, not a {self.model}; train {weights.network} "

@@ -10,6 +10,7 @@ Every load hashes the bytes it reads and refuses a file whose SHA-256 is not the
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -100,7 +101,7 @@ def download(info: WeightsInfo, path: Path, *, progress: bool = True) -> Path:
             _copy(Path(source.removeprefix("file://")).expanduser(), part)
         else:
             _fetch(source, part, info, progress)
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
         raise OfflineError(
             f"cannot get weights {info.name} from {source} ({reason}); put the file {info.file} (sha256 "
@@ -144,6 +145,8 @@ def _fetch(url: str, part: Path, info: WeightsInfo, progress: bool) -> None:
                 f.write(chunk)
                 done += len(chunk)
                 bar(done)
+    if total and done < total:  # the connection closed early; what arrived stays in the .part file for a resume
+        raise ConnectionError(f"the connection closed after {done:,} of {total:,} bytes; run again to resume")
 
 
 class _bar:
