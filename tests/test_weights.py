@@ -222,3 +222,40 @@ def test_every_bundled_file_matches_its_entry_and_the_package_stays_small():
         assert info.size <= MAX_BUNDLED_BYTES and info.card.is_file()
     assert sum(info.size for info in bundled) <= MAX_BUNDLED_TOTAL
     assert {p.name for p in weight_store.BUNDLED.iterdir()} == {info.file for info in bundled}  # no stray files
+
+
+def test_predicting_with_a_weight_imports_no_torchvision(sample_png):
+    """torchvision costs as much start-up time as torch itself; `predict weights:NAME` needs neither it nor
+    Lightning (a fresh interpreter, as a user's shell)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from moderncnn.cli import main\n"
+        f"assert main(['predict', 'weights:{SHIPPED}', {str(sample_png)!r}, '--json']) == 0\n"
+        "print(sorted(m for m in ('torchvision', 'lightning', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_our_copies_of_torchvision_helpers_match_it():
+    import numpy as np
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    from moderncnn.constants import IMG_EXTENSIONS as ours
+    from moderncnn.data.image import pil_to_tensor as our_pil_to_tensor
+
+    assert ours == IMG_EXTENSIONS
+    rng = np.random.default_rng(0)
+    for mode, pixels in [
+        ("L", rng.integers(0, 256, (5, 7), dtype=np.uint8)),
+        ("RGB", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)),
+        ("RGBA", rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)),
+        ("I;16", rng.integers(0, 65536, (5, 7), dtype=np.uint16)),
+        ("F", rng.random((5, 7), dtype=np.float32)),
+    ]:
+        image = Image.fromarray(pixels, mode=mode) if mode != "I;16" else Image.fromarray(pixels)
+        assert torch.equal(our_pil_to_tensor(image), pil_to_tensor(image)), mode

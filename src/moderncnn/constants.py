@@ -7,3 +7,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Augmentation presets (defined in ``moderncnn.data.augment``); named here so settings and the CLI can list them
 # without loading torch.
 AUGMENT_PRESETS = ("none", "d2l", "cifar", "uva")
+
+# torchvision's image file extensions (``torchvision.datasets.folder.IMG_EXTENSIONS``), repeated so that predicting
+# does not import torchvision (a test keeps the two equal).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

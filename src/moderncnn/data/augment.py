@@ -23,14 +23,17 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from torchvision.transforms import v2
 
 from moderncnn.constants import AUGMENT_PRESETS
 from moderncnn.errors import UsageError
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 PRESETS = AUGMENT_PRESETS
 CROP_PADDING = 4
@@ -131,6 +134,8 @@ class BatchAugment:
             return images
         low, high = self.jpeg_quality
         quality = low + min(int(float(draw[1]) * (high - low + 1)), high - low)
+        from torchvision.transforms import v2
+
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its codecs for TorchCodec's, once per call
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
             return v2.functional.jpeg(images.cpu(), quality).to(images.device)
@@ -264,6 +269,8 @@ def reference_transform(
     Returns:
         A transform from a uint8 ``(C, H, W)`` tensor to a normalised float32 one.
     """
+    from torchvision.transforms import v2  # here: the batched path (predict, evaluation) needs no torchvision
+
     _check_settings(preset, resize)
     steps: list[torch.nn.Module] = []
     if train and jpeg > 0:
@@ -289,6 +296,8 @@ class _NativeRandomCrop(torch.nn.Module):
         self.padding = padding
 
     def forward(self, image: Tensor) -> Tensor:
+        from torchvision.transforms import v2
+
         return v2.RandomCrop(tuple(image.shape[-2:]), padding=self.padding)(image)
 
 
@@ -296,6 +305,8 @@ class _NativeRandomResizedCrop(torch.nn.Module):
     """``v2.RandomResizedCrop`` back to the image's own size with the UvA tutorial's scale and ratio."""
 
     def forward(self, image: Tensor) -> Tensor:
+        from torchvision.transforms import v2
+
         return v2.RandomResizedCrop(tuple(image.shape[-2:]), scale=UVA_SCALE, ratio=UVA_RATIO, antialias=True)(image)
 
 
@@ -310,4 +321,6 @@ class _NativeCutout(torch.nn.Module):
         h, w = image.shape[-2:]
         side = min(self.side, h, w)
         top, left = (int(torch.randint(n - side + 1, ())) for n in (h, w))
+        from torchvision.transforms import v2
+
         return v2.functional.erase(image, top, left, side, side, torch.zeros(()))
