@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             plain = evaluate(f"weights:{name}", data_dir=args.data_dir, tta=False)
-            tta = evaluate(f"weights:{name}", data_dir=args.data_dir, tta=True)
+            tta = evaluate(f"weights:{name}", data_dir=args.data_dir, tta=info.tta)
         except DataError as err:
             rows.append(f"| {name} | {_f(info.test_acc)} | skipped: {err} | | | | |")
             continue
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             HEADING,
             "",
             f"{datetime.date.today().isoformat()}, {platform.machine()} CPU, one thread: each weight evaluated with "
-            "`evaluate weights:NAME` on the full test split, beside the accuracy its table entry and card state "
-            f"(holds: both within {TOLERANCE}).",
+            "`evaluate weights:NAME` on the full test split, plain and with its test-time augmentation, beside "
+            f"what its table entry and card state (holds: both within {TOLERANCE}).",
             "",
             "| weights | card test acc | measured | card TTA | measured TTA | images | holds |",
             "|---|--:|--:|--:|--:|--:|---|",

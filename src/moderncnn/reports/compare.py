@@ -54,6 +54,7 @@ class RunRecord:
     budget: str | None = None
     heading: RecipeHeading | None = None
     device_name: str | None = None
+    train_pflops: float | None = None
 
     @property
     def wall_minutes(self) -> float:
@@ -86,6 +87,7 @@ class RunRecord:
             budget=origin.get("budget"),
             heading=RecipeHeading.from_dict(origin["heading"]) if "heading" in origin else None,
             device_name=results.get("device_name"),
+            train_pflops=results.get("train_pflops"),  # counted since the speed-run recipe; None before
         )
 
 
@@ -215,6 +217,7 @@ def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], lis
         "test acc",
         "examples/sec",
         "wall time",
+        "train PFLOPs",
         "device",
     ]
     header += [c["label"] for c in columns]
@@ -230,6 +233,7 @@ def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], lis
             f"{r.test_acc:.4f}",
             f"{r.examples_per_sec:,.0f}",
             f"{r.wall_seconds:.0f} s" if r.wall_seconds < 120 else f"{r.wall_minutes:.1f} min",
+            "?" if r.train_pflops is None else f"{r.train_pflops:.3g}",
             r.device,
         ]
         for (_, theirs, delta), column in zip(_published_cells(r, columns), columns, strict=True):
@@ -297,17 +301,19 @@ def _write_csv(records: list[RunRecord], columns: list[dict], path: Path) -> Non
         "test_acc",
         "examples_per_sec",
         "wall_seconds",
+        "train_pflops",
         "device",
         "budget",
         "run_dir",
     ]
+    plain = len(fields)
     for column in columns:
         fields += [column["key"], f"{column['key']}_{column['compare']}"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
         for r in records:
-            row = [getattr(r, name) for name in fields[:13]]
+            row = [getattr(r, name) for name in fields[:plain]]
             row[4] = "x".join(map(str, r.input_shape or []))
             for _, theirs, delta in _published_cells(r, columns):
                 row += ["" if theirs is None else theirs, "" if delta is None else round(delta, 6)]

@@ -27,7 +27,9 @@ def write_card(info: WeightsInfo, results: dict, measured, splits: dict[str, int
 
     model = get_model_info(info.network)
     config = info.config
-    tta = f" ({_pct(info.test_acc_tta)} with flip test-time augmentation)" if info.test_acc_tta is not None else ""
+    tta = (
+        f" ({_pct(info.test_acc_tta)} with {info.tta} test-time augmentation)" if info.test_acc_tta is not None else ""
+    )
     per_class = [row[i] / max(1, sum(row)) for i, row in enumerate(measured.confusion)]
     lines = [
         f"# {info.name}",
@@ -71,7 +73,7 @@ def write_card(info: WeightsInfo, results: dict, measured, splits: dict[str, int
         "",
         f"- Test accuracy of the published file: {_pct(info.test_acc)}{tta}; the run reported "
         f"{_pct(info.run_test_acc)}"
-        + (" (with flip TTA)" if results.get("test_tta") else "")
+        + (f" (with {info.tta} TTA)" if results.get("test_tta") else "")
         + f". Stored as {info.dtype}: the smallest format whose test accuracy stays within 0.2 points of the run's.",
         f"- Validation accuracy (best epoch): {_pct(results.get('best_val_acc'))}; final train accuracy "
         f"{_pct(results.get('train_acc'))}, train loss {results.get('train_loss', float('nan')):.4f}.",

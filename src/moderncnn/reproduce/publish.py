@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from moderncnn.data import Split, load_dataset
 from moderncnn.data.augment import BatchAugment
 from moderncnn.engine.checkpoint import RunInfo, load_run
-from moderncnn.engine.config import resolve_resize
+from moderncnn.engine.config import resolve_resize, tta_views
+from moderncnn.engine.module import tta_logits
 from moderncnn.errors import CheckpointError, DataError, UsageError
 from moderncnn.reports.confusion import plot_confusion
 from moderncnn.rundir import RunDir
@@ -83,11 +84,11 @@ def publish_run(
     settings = run.read_config()
     tested = run.best if settings.get("test_checkpoint") == "best" else run.last
     net, info = load_run(tested)
-    tta = bool(results.get("test_tta", info.config.tta))
+    tta = tta_views(info.config.tta)  # the views the run's test averaged over (none, flip, flip-shift)
     run_acc = float(results["test_acc"])
     images, labels, splits = _test_split(info, data_dir)
     name = f"{info.model}-{info.config.dataset}"
-    log(f"{name}: run test acc {run_acc:.4f} ({'flip TTA, ' if tta else ''}{len(labels):,} test images)")
+    log(f"{name}: run test acc {run_acc:.4f} ({'' if tta == 'none' else tta + ' TTA, '}{len(labels):,} test images)")
 
     chosen = None
     for dtype in DTYPES:
@@ -118,8 +119,9 @@ def publish_run(
     target_dir.mkdir(parents=True, exist_ok=True)
     (target_dir / f"{name}.safetensors").write_bytes(data)
 
-    measured = _measure(_reload(info, state), images, labels, info)
-    entry = _entry(name, info, results, settings, run, data, dtype, url, measured, recipe)
+    views = "flip" if tta == "none" else tta  # the card's second figure: the run's own views, else the mirror
+    measured = _measure(_reload(info, state), images, labels, info, views)
+    entry = _entry(name, info, results, settings, run, data, dtype, url, measured, recipe, views)
     cards_dir.mkdir(parents=True, exist_ok=True)
     plot_confusion(measured.confusion, info.class_names, cards_dir / f"{name}-confusion.png", title=f"{name} (test)")
     from moderncnn.reproduce.card import write_card
@@ -130,7 +132,7 @@ def publish_run(
     write_table(entries, table_path)
     log(
         f"  published {name}: {dtype}, {len(data) / 1e3:.0f} kB, test acc {measured.accuracy:.4f} "
-        f"(TTA {measured.accuracy_tta:.4f}), JPEG q95 {measured.jpeg['95']:.4f}, q75 {measured.jpeg['75']:.4f}"
+        f"({views} TTA {measured.accuracy_tta:.4f}), JPEG q95 {measured.jpeg['95']:.4f}, q75 {measured.jpeg['75']:.4f}"
     )
     return entry
 
@@ -155,20 +157,21 @@ def _reload(info: RunInfo, state: dict[str, Tensor]) -> nn.Module:
     return net.eval()
 
 
-def predictions(net: nn.Module, images: Tensor, info: RunInfo, tta: bool = False, batch: int = 500) -> Tensor:
-    """The predicted class of each uint8 image ``(N, C, H, W)``, preprocessed as ``evaluate`` does."""
+def predictions(net: nn.Module, images: Tensor, info: RunInfo, tta: str = "none", batch: int = 500) -> Tensor:
+    """The predicted class of each uint8 image ``(N, C, H, W)``, preprocessed as ``evaluate`` does, with the
+    test-time augmentation ``tta`` (``none``, ``flip``, ``flip-shift``)."""
     resize = resolve_resize(info.config, images.shape[-1], trained_size=info.input_size)
     augment = BatchAugment("none", mean=info.mean, std=info.std, resize=resize, train=False)
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch):
             x = augment(images[start : start + batch])
-            logits = (net(x) + net(x.flip(-1))) / 2 if tta else net(x)
+            logits = tta_logits(net, x, tta)
             out.append(logits.argmax(dim=1))
     return torch.cat(out)
 
 
-def _accuracy(net: nn.Module, images: Tensor, labels: Tensor, info: RunInfo, tta: bool) -> float:
+def _accuracy(net: nn.Module, images: Tensor, labels: Tensor, info: RunInfo, tta: str) -> float:
     return float((predictions(net, images, info, tta) == labels).float().mean())
 
 
@@ -186,23 +189,23 @@ def jpeg_images(images: Tensor, quality: int) -> Tensor:
     return torch.stack(out)
 
 
-def _measure(net: nn.Module, images: Tensor, labels: Tensor, info: RunInfo) -> Measured:
+def _measure(net: nn.Module, images: Tensor, labels: Tensor, info: RunInfo, views: str) -> Measured:
     predicted = predictions(net, images, info)
     k = info.num_classes
     confusion = torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
     jpeg = {
-        str(q): _accuracy(net, jpeg_images(images, q), labels, info, tta=False) for q in JPEG_QUALITIES
+        str(q): _accuracy(net, jpeg_images(images, q), labels, info, tta="none") for q in JPEG_QUALITIES
     }  # fmt: skip
     return Measured(
         float((predicted == labels).float().mean()),
-        _accuracy(net, images, labels, info, tta=True),
+        _accuracy(net, images, labels, info, tta=views),
         confusion.tolist(),
         jpeg,
         len(labels),
     )
 
 
-def _entry(name, info, results, settings, run, data, dtype, url, measured, recipe) -> WeightsInfo:
+def _entry(name, info, results, settings, run, data, dtype, url, measured, recipe, views) -> WeightsInfo:
     from moderncnn.registry import get_model_info
 
     kwargs = dict(info.config.model_kwargs)  # as build_network builds it: the input size of a fixed-size classifier
@@ -227,6 +230,7 @@ def _entry(name, info, results, settings, run, data, dtype, url, measured, recip
         url=url,
         test_acc=round(measured.accuracy, 6),
         test_acc_tta=round(measured.accuracy_tta, 6),
+        tta=views,
         jpeg_acc={q: round(v, 6) for q, v in measured.jpeg.items()},
         run_test_acc=float(results["test_acc"]),
         recipe=recipe or (f"{origin['recipe']} {origin['budget']}" if origin else "moderncnn train"),

@@ -44,7 +44,8 @@ class WeightsInfo:
         size: the file's size in bytes.
         dtype: the dtype its floating-point tensors are stored in (``float16``, ``bfloat16`` or ``float32``).
         url: where the file is downloaded from (``None``: bundled in the package).
-        test_acc, test_acc_tta: accuracy of this file on the full test split, plain and with flip TTA.
+        test_acc, test_acc_tta: accuracy of this file on the full test split, plain and with test-time augmentation.
+        tta: the views ``test_acc_tta`` averages (``flip``, or airbench94's ``flip-shift``).
         jpeg_acc: test accuracy on the test split re-encoded as JPEG, by quality (``{"95": ..., "75": ...}``).
         run_test_acc: the test accuracy the training run reported (``results.json``).
         recipe: how it was trained, in a few words (``uva-tutorial5 fast``, ``moderncnn demo``).
@@ -72,6 +73,7 @@ class WeightsInfo:
     url: str | None = None
     test_acc: float | None = None
     test_acc_tta: float | None = None
+    tta: str = "flip"
     jpeg_acc: dict = field(default_factory=dict)
     run_test_acc: float | None = None
     recipe: str = ""
