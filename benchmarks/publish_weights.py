@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", help="how the runs were trained, for the table and card (default: from the run)")
     parser.add_argument("--url-base", help="URL folder the files above 2 MB will be served from")
     parser.add_argument("--upload-dir", help="where to write those files for upload")
+    parser.add_argument(
+        "--max-file-mb", type=float, default=2.0, help="largest file shipped in the package (default 2; 20 MB in all)"
+    )
     parser.add_argument("--tolerance", type=float, default=0.002, help="largest test-accuracy change (default 0.002)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 url_base=args.url_base,
                 upload_dir=args.upload_dir,
                 tolerance=args.tolerance,
+                max_bundled_bytes=int(args.max_file_mb * 1024 * 1024),
             )
         except ModernCNNError as err:
             print(f"publish_weights: {run}: {err}", file=sys.stderr)
