@@ -55,8 +55,9 @@ def write_card(info: WeightsInfo, results: dict, measured, splits: dict[str, int
         f"{DATASETS.get(info.dataset, info.dataset)}. Split used: "
         + ", ".join(f"{n:,} {name}" for name, n in splits.items())
         + f" (validation carved from the training images with seed {config.get('seed')}; the test split was never "
-        "used to choose anything). Images are normalised with the training split's own per-channel statistics: "
-        f"mean {_floats(info.mean)}, std {_floats(info.std)}; the network sees {info.input_size} px "
+        "used to choose anything). Images are normalised with "
+        + ("the recipe's fixed per-channel statistics" if config.get("mean") else "the training split's own statistics")
+        + f": mean {_floats(info.mean)}, std {_floats(info.std)}; the network sees {info.input_size} px "
         f"{'grey' if info.in_channels == 1 else 'RGB'} images.",
         "",
         "## Recipe",

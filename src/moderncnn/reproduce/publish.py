@@ -146,7 +146,9 @@ def _bundled_total(files_dir: Path, name: str) -> int:
 
 def _test_split(info: RunInfo, data_dir: str | None) -> tuple[Tensor, Tensor, dict[str, int]]:
     config = info.config
-    dataset = load_dataset(config.dataset, data_dir=data_dir, val_size=config.val_size, seed=config.seed)
+    dataset = load_dataset(
+        config.dataset, data_dir=data_dir or config.data_dir, val_size=config.val_size, seed=config.seed
+    )
     test = dataset.splits.get("test")
     if not isinstance(test, Split):
         raise DataError(f"{config.dataset}: only the named datasets (held in memory) can be published")
