@@ -85,3 +85,17 @@ def test_the_script_exits_1_on_a_refused_run(tmp_path, capsys):
     spec.loader.exec_module(script)
     assert script.main([str(tmp_path)]) == 1
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_the_published_figure_comes_from_the_run_s_recipe_or_a_bundled_one():
+    from moderncnn.reproduce.publish import published_figure
+
+    figure = published_figure("resnet_uva", "cifar10", {})  # the bundled uva-tutorial5 recipe lists it
+    assert (figure["label"], figure["value"]) == ("UvA test acc", 0.9106) and "Lippe" in figure["source"]
+    origin = {
+        "published": {"paper": 0.9125},
+        "published_columns": [{"key": "paper", "label": "He et al. test acc", "ours": "test_acc"}],
+        "heading": {"source": "He et al. 2016"},
+    }
+    assert published_figure("resnet20", "cifar10", origin)["value"] == 0.9125
+    assert published_figure("lenet_bn", "digits", {}) == {}
