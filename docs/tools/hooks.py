@@ -35,7 +35,7 @@ API = [
     ("Training", ["moderncnn.engine.config.TrainConfig", "moderncnn.engine.config.make_config",
                   "moderncnn.engine.training.train", "moderncnn.engine.training.RunResult"]),
     ("Using a trained network", ["predict", "moderncnn.deploy.export.export_module", "moderncnn.deploy.export.export"]),
-    ("Trained weights", ["list_weights", "load_weights"]),
+    ("Trained weights", ["list_weights", "get_weights_info", "moderncnn.weights.table.WeightsInfo"]),
     ("Looking inside", ["moderncnn.inspect"]),
     ("Reproducing published results", ["moderncnn.reproduce.recipes.load_recipe", "moderncnn.reproduce.run.reproduce",
                                        "moderncnn.reports.compare.compare"]),
@@ -134,7 +134,7 @@ def models_page() -> str:
         )
     lines += ["", "## Trained weights", ""]
     if hasattr(mc, "list_weights") or "list_weights" in getattr(mc, "_EXPORTS", {}):
-        lines += weights_table(mc.list_weights())
+        lines += weights_table([mc.get_weights_info(name) for name in mc.list_weights()])
     else:
         lines.append("This version of moderncnn ships no trained weights yet.")
     return "\n".join(lines) + "\n"
