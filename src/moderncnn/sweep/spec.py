@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from moderncnn.engine.config import TrainConfig, check_type, make_config
-from moderncnn.errors import ConfigError
+from moderncnn.errors import ConfigError, UsageError
 
 BUNDLED = Path(__file__).parent / "examples"
 OBJECTIVES = {"val_acc": "maximize", "best_val_acc": "maximize", "val_loss": "minimize"}
@@ -247,7 +247,7 @@ def _check_corners(spec: SweepSpec) -> None:
                     from moderncnn.sweep.constraints import count_parameters
 
                     count_parameters(config)  # the network accepts the option and builds
-            except ConfigError as err:
+            except UsageError as err:  # a setting out of range, or an option the network does not take
                 prefix = "model_kwargs." if param.model_kwarg else ""
                 raise ConfigError(f"space '{prefix}{param.name}' = {value!r}: {err}") from None
 
