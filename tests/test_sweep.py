@@ -79,9 +79,8 @@ def test_the_smallest_sweep_file_runs_and_reports(tmp_path, capsys):
         assert trial["value"] == pytest.approx(results["val_acc"]) and 0 <= trial["value"] <= 1
     assert (out / "history.png").stat().st_size > 0
 
-    assert main(["sweep", "report", str(out), "--best"]) == 0
-    printed = capsys.readouterr().out
-    assert f"moderncnn train --config {out / 'best.yaml'}" in printed
+    assert main(["sweep", "report", str(out), "--best", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["retrain"] == f"moderncnn train --config {out / 'best.yaml'}"
     best = TrainConfig.load(out / "best.yaml")
     assert best.lr == trials[report["best"]]["params"]["lr"] and best.run_dir is None
 
@@ -134,7 +133,7 @@ def test_a_constraint_rejects_networks_before_they_train(tmp_path):
     from moderncnn.models import create_model
     from moderncnn.sweep import run_sweep
 
-    run_sweep(parse_spec(raw, name="narrow"), tmp_path / "narrow", log=lambda message: None)
+    run_sweep(parse_spec(raw, name="narrow"), tmp_path / "narrow", quiet=True)
     trials = _trials(tmp_path / "narrow")
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     trained = [t for t in trials if "rejected" not in t.user_attrs]
@@ -175,7 +174,7 @@ def test_two_workers_share_one_sqlite_study_with_no_trial_run_twice_and_none_los
     from moderncnn.sweep import run_sweep
 
     spec = parse_spec(TINY, name="two")
-    run_sweep(spec, tmp_path / "two", workers=2, log=lambda message: None)
+    run_sweep(spec, tmp_path / "two", workers=2, quiet=True)
     trials = _check_no_trial_twice_none_lost(tmp_path / "two", TINY["trials"])
     owners = {t.user_attrs["owner"]["pid"] for t in trials}
     assert len(owners) == 2 and os.getpid() not in owners  # both worker processes took trials
@@ -193,7 +192,7 @@ def test_a_killed_worker_leaves_its_trial_failed_and_it_is_retried_when_the_comm
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2.5)  # the heartbeat's grace period (2 x 1 s) passes
+    time.sleep(3.5)  # the heartbeat's grace period (3 x 1 s) passes
     again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     trials = _check_no_trial_twice_none_lost(out, TINY["trials"])
@@ -223,7 +222,7 @@ def postgres():
     import socket
     import tempfile
 
-    pytest.importorskip("psycopg2", reason="the PostgreSQL driver (psycopg2-binary, in the dev extras) is missing")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver (psycopg, in the dev extras) is missing")
     bindir = _postgres_bin()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); the SQLite tests still run")
@@ -258,7 +257,7 @@ def test_a_postgresql_server_serves_one_study_to_two_workers(tmp_path, postgres)
     from moderncnn.sweep import run_sweep
 
     spec = parse_spec(TINY, name="pg")
-    run_sweep(spec, tmp_path / "pg", workers=2, storage=postgres, log=lambda message: None)
+    run_sweep(spec, tmp_path / "pg", workers=2, storage=postgres, quiet=True)
     assert yaml.safe_load((tmp_path / "pg" / "sweep.yaml").read_text())["storage"] == postgres
     trials = _check_no_trial_twice_none_lost(tmp_path / "pg", TINY["trials"])
     assert len({t.user_attrs["owner"]["pid"] for t in trials}) == 2

@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--trials", type=int, help="trials in the study (default: the file's)")
     p.add_argument("--quiet", action="store_true", help="no line per trial")
-    p.add_argument("--json", action="store_true", help="report: print the trials as JSON")
+    p.add_argument("--json", action="store_true", help="report: print the trials as JSON (no figures)")
     p.add_argument(
         "--best", action="store_true", help="report: write DIR/best.yaml and print the command to retrain it"
     )
@@ -56,9 +56,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from moderncnn.sweep import load_spec, run_sweep
 
     spec = load_spec(args.target)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     try:
-        where = run_sweep(spec, args.out, workers=args.workers, storage=args.storage, trials=args.trials, log=log)
+        where = run_sweep(
+            spec, args.out, workers=args.workers, storage=args.storage, trials=args.trials, quiet=args.quiet
+        )
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume the study", file=sys.stderr)
         return 130
@@ -69,9 +70,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from moderncnn.sweep import best_config, sweep_report
 
-    report = sweep_report(args.dir, storage=args.storage)
+    report = sweep_report(args.dir, storage=args.storage, figures=not args.json)
+    best = best_config(report) if args.best else None
+    command = f"moderncnn train --config {best}" if best else None
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), **({"retrain": command} if command else {})}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -90,7 +93,6 @@ def _report(args: argparse.Namespace) -> int:
         console.print("figures: " + ", ".join(report.figures.values()))
     for name, why in report.skipped.items():
         console.print(f"no {name} figure yet: {why}")
-    if args.best:
-        path = best_config(report)
-        print(f"the best trial at full length: moderncnn train --config {path}")
+    if command:
+        print(f"the best trial at full length: {command}")
     return 0

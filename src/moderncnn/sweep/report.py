@@ -76,7 +76,7 @@ def load_study(out: str | Path, storage: str | None = None):
 
     out = Path(out)
     recorded = _sweep_file(out)
-    spec = parse_spec(recorded["spec"], name=recorded["study"])
+    spec = parse_spec(recorded["spec"], name=recorded["study"], check=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=recorded["study"], storage=open_storage(storage or recorded["storage"], 60))
     return study, spec

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from moderncnn.engine.config import TrainConfig, check_type, make_config
+from moderncnn.engine.config import TrainConfig, check_type, default_settings, make_config
 from moderncnn.errors import ConfigError, UsageError
 
 BUNDLED = Path(__file__).parent / "examples"
@@ -89,7 +89,11 @@ class SweepSpec:
     def config(self, values: dict) -> TrainConfig:
         """The validated settings of one trial: the base with ``values`` (settings, and model keywords) applied."""
         settings = dict(self.base)
-        kwargs = dict(settings.pop("model_kwargs", None) or {})
+        # The network's own default options (vgg_d2l's width ratio), then the base's, then the sampled ones.
+        kwargs = {
+            **default_settings(settings["model"]).get("model_kwargs", {}),
+            **(settings.pop("model_kwargs", None) or {}),
+        }
         for param in self.space:
             if param.name not in values:
                 continue
@@ -116,8 +120,15 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(raw, name=path.stem)
 
 
-def parse_spec(raw, name: str = "sweep") -> SweepSpec:
-    """Check a sweep file's contents; a :class:`ConfigError` in one line names the first wrong field."""
+def parse_spec(raw, name: str = "sweep", check: bool = True) -> SweepSpec:
+    """Check a sweep file's contents; a :class:`ConfigError` in one line names the first wrong field.
+
+    Args:
+        raw: the file's contents.
+        name: the study's name (the file's stem).
+        check: also build the settings at every corner of the space and test the constraints (what a sweep's
+            report, reading a file already checked, skips).
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"a sweep file is a mapping with base, space, objective and trials; got {type(raw).__name__}")
     unknown = sorted(set(raw) - _KEYS)
@@ -141,6 +152,8 @@ def parse_spec(raw, name: str = "sweep") -> SweepSpec:
         seed=None if raw.get("seed") is None else _positive_int("seed", raw["seed"], minimum=0),
         raw=raw,
     )
+    if not check:
+        return spec
     _check_corners(spec)
     if spec.constraints:
         from moderncnn.sweep.constraints import check_feasible
@@ -165,7 +178,7 @@ def _base(raw: dict) -> dict:
         base["model"] = raw["model"]
     try:
         config = make_config(base["model"], **{k: v for k, v in base.items() if k != "model"})
-    except ConfigError as err:
+    except UsageError as err:  # a setting out of range, an unknown network
         raise ConfigError(f"sweep field 'base': {err}") from None
     if config.val_size == 0 and "val_size" not in base:
         # A sweep chooses on held-out training images: tuning on the test split would make its test figure meaningless.

@@ -29,7 +29,8 @@ def default_storage(out: Path) -> str:
 
 
 def open_storage(url: str, heartbeat: float):
-    """An Optuna storage for ``url`` whose heartbeat fails a trial silent for ``2 * heartbeat`` seconds."""
+    """An Optuna storage for ``url`` whose heartbeat fails a trial silent for ``3 * heartbeat`` seconds (Optuna's
+    default is twice; a busy machine can delay a beat)."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
@@ -49,12 +50,15 @@ def open_storage(url: str, heartbeat: float):
         # Workers wait for each other's writes instead of failing with "database is locked".
         engine["connect_args"] = {"timeout": 120}
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("postgresql://"):
+        # psycopg 3 (`moderncnn[postgresql]`), named: SQLAlchemy before 2.1 would look for psycopg2.
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         return optuna.storages.RDBStorage(
             url,
             engine_kwargs=engine,
             heartbeat_interval=max(1, round(heartbeat)),
-            grace_period=max(2, round(2 * heartbeat)),
+            grace_period=max(3, round(3 * heartbeat)),
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
     except ImportError as err:

@@ -43,7 +43,7 @@ def run_sweep(
     workers: int = 1,
     storage: str | None = None,
     trials: int | None = None,
-    log=print,
+    quiet: bool = False,
 ) -> dict:
     """Run (or resume) ``spec``'s study until it holds its trials; returns where it lives (``out``, ``storage``,
     ``study``).
@@ -55,7 +55,7 @@ def run_sweep(
         workers: local worker processes; the CPU threads are split among them.
         storage: an Optuna storage URL (``sqlite:///``, ``postgresql://``, ``mysql://``) or ``journal:PATH``.
         trials: the study's number of trials, over the file's.
-        log: where the one-line progress messages go.
+        quiet: no line per trial.
     """
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
@@ -66,16 +66,19 @@ def run_sweep(
     out = Path(out) if out is not None else default_out(spec)
     ensure_writable(out, folder=True)
     url = storage or default_storage(out)
+    if url.startswith("journal:"):  # recorded in sweep.yaml: it must name the same file from any folder
+        url = f"journal:{Path(url.removeprefix('journal:')).expanduser().resolve()}"
+    log = _silent if quiet else _print
     _record(out, spec, url)
-    study = open_study(spec, url)  # created here, once, before any worker races to create it
     log(f"sweep {spec.name}: {spec.trials} trials of {spec.objective} ({spec.direction}) in {out}, storage {url}")
     threads = _threads_per_worker(workers)
     if workers == 1:
         run_worker(spec, out, url, threads, 0, log)
     else:
+        open_study(spec, url)  # created here, once, before the workers race to create it
         context = multiprocessing.get_context("spawn")
         processes = [
-            context.Process(target=run_worker, args=(spec, out, url, threads, index, None), daemon=False)
+            context.Process(target=run_worker, args=(spec, out, url, threads, index, log), daemon=False)
             for index in range(workers)
         ]
         for process in processes:
@@ -85,7 +88,6 @@ def run_sweep(
         failed = [p.exitcode for p in processes if p.exitcode]
         if failed:
             raise TrainingError(f"{len(failed)} of {workers} workers failed (exit codes {failed}); see their output")
-    del study
     return {"out": out, "storage": url, "study": spec.name}
 
 
@@ -154,7 +156,7 @@ def _pruner(spec: SweepSpec):
 def run_worker(spec: SweepSpec, out: Path, url: str, threads: int | None, index: int, log=None) -> None:
     """One worker's loop: run trials until the study holds ``spec.trials`` that trained (rejected ones do not
     count) and none is queued or running elsewhere (a dead worker's trial is failed when its heartbeat goes stale,
-    and retried)."""
+    and retried). ``log`` takes its one-line messages (module-level, so that a spawned worker can take it)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -171,7 +173,14 @@ def run_worker(spec: SweepSpec, out: Path, url: str, threads: int | None, index:
         live = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
         counted = sum(t.state in live and "rejected" not in t.user_attrs for t in trials)
         if queued or counted < spec.trials:
-            study.optimize(objective, n_trials=1, catch=(TrainingError,), gc_after_trial=True)
+            try:
+                study.optimize(objective, n_trials=1, catch=(TrainingError,), gc_after_trial=True)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                if not objective.failed_elsewhere(study):
+                    raise
+                # Another worker found this one's heartbeat stale (a machine too busy to beat in time), failed the
+                # trial and queued it again; the work is lost, not the trial.
+                log(f"trial {objective.number}: failed by another worker's heartbeat check; it runs again")
             if objective.rejected_in_a_row >= MAX_REJECTED:
                 raise ConfigError(
                     f"the last {MAX_REJECTED} networks sampled all broke the constraints {spec.constraints}; few "
@@ -187,6 +196,10 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def _silent(message: str) -> None:
+    pass
+
+
 @dataclass
 class Objective:
     """One trial: its settings from the space, the constraints checked, then a normal run in ``out/trial-NNNN``."""
@@ -196,6 +209,14 @@ class Objective:
     threads: int | None
     log: object
     rejected_in_a_row: int = 0
+    number: int | None = None  # the trial this worker ran last
+    trial_id: int | None = None
+
+    def failed_elsewhere(self, study) -> bool:
+        """Whether the last trial was marked failed while this worker ran it (its heartbeat judged stale)."""
+        from optuna.trial import TrialState
+
+        return self.trial_id is not None and study._storage.get_trial(self.trial_id).state == TrialState.FAIL
 
     def __call__(self, trial) -> float:
         import optuna
@@ -204,6 +225,7 @@ class Objective:
         from moderncnn.engine import train
         from moderncnn.sweep.constraints import violations
 
+        self.number, self.trial_id = trial.number, trial._trial_id
         values = {p.name: _suggest(trial, p) for p in self.spec.space}
         described = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         config = self.spec.config(values)
