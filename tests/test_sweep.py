@@ -144,10 +144,9 @@ def test_a_constraint_rejects_networks_before_they_train(tmp_path):
 
 
 def _trials(out) -> list:
-    import optuna
+    from moderncnn.sweep.report import load_study
 
-    recorded = yaml.safe_load((out / "sweep.yaml").read_text())
-    return optuna.load_study(study_name=recorded["study"], storage=recorded["storage"]).get_trials()
+    return load_study(out)[0].get_trials()
 
 
 def _check_no_trial_twice_none_lost(out, target: int) -> list:
@@ -196,6 +195,28 @@ def test_a_killed_worker_leaves_its_trial_failed_and_it_is_retried_when_the_comm
     assert killed.state.name == "FAIL" and not (out / "trial-0000" / "results.json").exists()
     retries = [t for t in trials if t.user_attrs.get("retry_of") == 0]
     assert len(retries) == 1 and retries[0].params == killed.params and retries[0].state.name == "COMPLETE"
+
+
+def test_a_journal_file_storage_fails_a_dead_workers_trial_and_retries_it(tmp_path):
+    # Optuna gives journal storages no heartbeat: a running trial whose worker process on this host is gone is failed
+    # and queued again (Optuna's RetryHeartbeatStaleTrialCallback) when the command runs again.
+    import socket
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from moderncnn.sweep import run_sweep
+    from moderncnn.sweep.worker import open_study
+
+    spec = parse_spec({**TINY, "trials": 1}, name="journal")
+    storage = f"journal:{tmp_path / 'journal.log'}"
+    study = open_study(spec, storage)
+    dead = study.ask({"lr": FloatDistribution(0.05, 0.5, log=True), "momentum": CategoricalDistribution([0.0, 0.9])})
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead.set_user_attr("owner", {"host": socket.gethostname(), "pid": int(gone.stdout)})
+    run_sweep(spec, tmp_path / "journal", storage=storage, quiet=True)
+    trials = _trials(tmp_path / "journal")
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
 
 
 def _postgres_bin() -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class SweepReport:
     objective: str
     trials: list[dict]
     retrain: dict = field(default_factory=dict)
+    base: dict = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -105,7 +107,8 @@ def sweep_report(out: str | Path, storage: str | None = None, figures: bool = Tr
                 "note": note,
             }
         )
-    report = SweepReport(out, study.study_name, study.direction.name.lower(), spec.objective, trials, spec.retrain)
+    direction = study.direction.name.lower()
+    report = SweepReport(out, study.study_name, direction, spec.objective, trials, spec.retrain, spec.base)
     if figures:
         _figures(study, out, report)
     return report
@@ -131,6 +134,9 @@ def _figures(study, out: Path, report: SweepReport) -> None:
         plt.close(fig)
 
 
+_SPEED = ("threads", "precision", "channels_last", "compile")
+
+
 def best_config(report: SweepReport) -> Path:
     """Write ``best.yaml`` beside the trials: the best trial's ``config.yaml`` with the sweep's ``retrain`` settings
     over it (no batch limit), for ``moderncnn train --config``. Returns its path."""
@@ -140,6 +146,10 @@ def best_config(report: SweepReport) -> Path:
         raise UsageError(f"{report.out} has no finished trial yet; run the sweep first (or let it finish one)")
     best = report.ranked[0]
     values = TrainConfig.load(Path(best["run_dir"]) / "config.yaml").to_dict()
+    # The speed choices resolved for the trial's worker (a share of the threads) go back to the base's settings or
+    # the defaults; the batch limit that kept trials short goes; the retrain's settings win.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in _SPEED}
+    values.update({**defaults, **{k: v for k, v in report.base.items() if k in _SPEED}})
     values.update(limit_batches=None, run_dir=None)
     values.update(report.retrain)
     config = TrainConfig.from_dict(values).validate()
