@@ -7,15 +7,24 @@ import json
 import time
 
 import pytest
+import torch
 
 from moderncnn import benchmark as bench
 from moderncnn.cli.benchmark import add_parsers as add_parser
 from moderncnn.cli.benchmark import cases
 from moderncnn.engine import speed
 from moderncnn.errors import UsageError
-from moderncnn.summarize import count_flops
+from moderncnn.summarize import count_flops, count_training_flops
 
 QUICK = {"batch_size": 4, "repeats": 2, "min_pass_s": 0.01, "device": "cpu"}
+PEAKS = {"32": 100.0, "bf16-mixed": 400.0}
+MEASURE_PEAK = bench.matmul_peak
+
+
+@pytest.fixture(autouse=True)
+def known_peaks(monkeypatch):
+    """The CPU's peak as fixed figures: measuring it takes seconds and writes to the user's cache."""
+    monkeypatch.setattr(bench, "matmul_peak", lambda precision, **kwargs: PEAKS[precision])
 
 
 @pytest.fixture
@@ -31,14 +40,34 @@ def test_auto_gives_fp32_beside_the_choice_for_this_hardware(bf16_cpu):
         ("bf16-mixed", True, "train"),
         ("bf16-mixed", True, "infer"),
     ]
-    flops = count_flops(__import__("moderncnn").create_model("lenet"), (1, 1, 28, 28))
+    net = __import__("moderncnn").create_model("lenet")
+    flops = {"infer": count_flops(net, (1, 1, 28, 28)), "train": count_training_flops(net, (1, 1, 28, 28))}
+    # Backward costs about twice the forward; the first layer computes no gradient for its input, so a bit less.
+    assert 2.5 * flops["infer"] < flops["train"] < 3 * flops["infer"]
     for r in rows:
         assert r["input"] == "1x28x28" and r["batch_size"] == 4 and r["device"] == "cpu"
-        assert r["images_per_sec"] > 0 and r["peak_memory_mib"] >= 0 and r["peak_fraction"] is None
-        assert r["gflop_per_image"] == pytest.approx(flops / 1e9, abs=1e-4)
-        factor = 3 if r["mode"] == "train" else 1  # a training image counts three forward passes
-        assert r["gflops"] == pytest.approx(flops * factor * r["images_per_sec"] / 1e9, rel=0.01, abs=0.01)
+        assert r["images_per_sec"] > 0 and r["peak_memory_mib"] >= 0
+        assert r["gflop_per_image"] == pytest.approx(flops[r["mode"]] / 1e9, abs=1e-4)
+        assert r["gflops"] == pytest.approx(flops[r["mode"]] * r["images_per_sec"] / 1e9, rel=0.01, abs=0.01)
+        assert r["peak_fraction"] == pytest.approx(r["gflops"] / PEAKS[r["precision"]], rel=0.01, abs=1e-4)
         assert r["images_per_sec"] == pytest.approx(4 / (r["ms_per_step"] / 1000), rel=0.01)
+
+
+def test_the_cpu_peak_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(bench, "PEAK_MATMUL_SIZE", 64)
+    monkeypatch.setattr(bench, "matmul_peak", MEASURE_PEAK)
+    measured = bench.matmul_peak("32", seconds=0.01)
+    assert measured > 0
+    cache = json.loads((tmp_path / "moderncnn" / "cpu-peak.json").read_text())
+    (key,) = cache
+    assert key.endswith("|32") and f"{torch.get_num_threads()} threads" in key
+    cache[key] = 12345.0  # what is cached is what a second call reports, without measuring
+    (tmp_path / "moderncnn" / "cpu-peak.json").write_text(json.dumps(cache))
+    assert bench.matmul_peak("32") == 12345.0
+    assert bench.matmul_peak("32", refresh=True, seconds=0.01) != 12345.0
+    with pytest.raises(ValueError, match="measured for 32 and bf16-mixed"):
+        bench.matmul_peak("16-mixed")
 
 
 def test_auto_on_a_cpu_without_bf16_adds_the_channels_last_row(monkeypatch):

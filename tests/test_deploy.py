@@ -261,6 +261,7 @@ FAMILY_SAMPLES = {
     "inception": ("inception_bn", 1, 16),
     "resnet": ("resnet18_d2l", 3, 16),
     "densenet": ("densenet_d2l", 3, 32),
+    "airbench": ("airbench94", 3, 16),
 }
 KWARGS = {"vgg_d2l": {"width_ratio": 8}}
 

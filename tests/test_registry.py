@@ -31,6 +31,7 @@ EXPECTED = {
         "preact_resnet_uva",
     },
     "densenet": {"densenet121", "densenet161", "densenet169", "densenet201", "densenet_d2l", "densenet_uva"},
+    "airbench": {"airbench94"},
 }
 
 
@@ -52,6 +53,7 @@ def test_list_models_by_variant():
         "resnet_uva",
         "preact_resnet_uva",
         "densenet_uva",
+        "airbench94",
     }
 
 

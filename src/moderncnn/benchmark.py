@@ -5,28 +5,34 @@ fp32 and in what ``precision="auto"`` picks here (``engine.speed``), for a train
 backward, SGD update) and for inference (eval mode, no gradients). Warm-up passes are excluded; each figure is the
 median of several timed passes, each pass as many steps as fill ``min_pass_s``. Memory is the peak growth of the
 process's resident set during the case on the CPU, the peak allocated by torch on CUDA. GFLOP/s are the network's
-FLOPs (``summary.count_flops``, a multiply-add counts two) times images/second; a training step is counted as three
-forward passes (the backward pass costs about twice the forward), an estimate. On CUDA each row also gives the
-fraction of the GPU's peak for that precision, for the GPUs listed in :data:`PEAK_TFLOPS`.
+FLOPs times images/second, counted by ``torch.utils.flop_counter`` (a multiply-add counts two): a training image is
+one forward and one backward pass (``summarize.count_training_flops``). Each row also gives the fraction of the
+hardware's peak for that precision: on the CPU the peak is measured (:func:`matmul_peak`: a large matrix product,
+timed once per machine, thread count and torch version, and cached), on CUDA it is the data sheet's for the GPUs
+listed in :data:`PEAK_TFLOPS`.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from moderncnn.errors import UsageError
 from moderncnn.registry import create_model, get_model_info
-from moderncnn.summarize import count_flops
+from moderncnn.summarize import count_flops, count_training_flops
 
 MODES = ("train", "infer")
-TRAIN_FLOPS_FACTOR = 3  # forward + backward (about twice the forward) per training image
+PEAK_MATMUL_SIZE = 2048  # square bf16/fp32 products this size run at the CPU's BLAS peak (measured on 2 and 16 cores)
 
 # Dense tensor-core (or plain fp32) peak TFLOP/s from the vendors' data sheets, by a part of the device name;
 # "32" is the non-tensor-core fp32 rate. Boost clocks, SXM parts where a PCIe one differs.
@@ -46,6 +52,53 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
         if part in device_name:
             return peaks.get(precision)
     return None
+
+
+def matmul_peak(precision: str, *, refresh: bool = False, seconds: float = 1.0) -> float:
+    """This CPU's measured peak in GFLOP/s at ``precision`` (``32`` or ``bf16-mixed``): the best rate of a
+    ``PEAK_MATMUL_SIZE`` square matrix product over passes of ``seconds``, with the current torch thread count.
+
+    The figure is cached in ``~/.cache/moderncnn/cpu-peak.json`` per CPU model, thread count and torch version
+    (measuring takes a few seconds); ``refresh`` measures again.
+    """
+    dtype = {"32": torch.float32, "bf16-mixed": torch.bfloat16}.get(precision)
+    if dtype is None:
+        raise UsageError(f"the CPU peak is measured for 32 and bf16-mixed, not {precision!r}")
+    key = f"{_cpu_model()}|{torch.get_num_threads()} threads|torch {torch.__version__}|{precision}"
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moderncnn" / "cpu-peak.json"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached and not refresh:
+        return cached[key]
+    n = PEAK_MATMUL_SIZE
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = 0.0
+    for _ in range(3):
+        a @ b  # warm-up, then as many products as fill the pass
+        count, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds or count == 0:
+            a @ b
+            count += 1
+        best = max(best, 2 * n**3 * count / elapsed / 1e9)
+    cached[key] = round(best, 1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cached, indent=2))
+    except OSError:  # a read-only home: measure again next time
+        pass
+    return cached[key]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class _PeakRSS:
@@ -121,6 +174,8 @@ def benchmark_one(
     torch.manual_seed(0)
     net = create_model(model, num_classes=10, in_channels=channels, **kwargs)
     flops = count_flops(net, (1, channels, height, width))
+    with torch.device("meta"):  # counted on a copy: a training pass would move the BatchNorm statistics
+        train_flops = count_training_flops(create_model(model, 10, channels, **kwargs), (1, channels, height, width))
     memory = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory)
     if batch_size is None:
@@ -151,6 +206,11 @@ def benchmark_one(
 
     rows = []
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    if cuda:
+        peak = peak_tflops(name, precision)
+        peak = peak * 1000 if peak else None
+    else:
+        peak = matmul_peak(precision) if precision in ("32", "bf16-mixed") else None
     for mode in modes:
         net.train(mode == "train")
         if cuda:
@@ -160,8 +220,8 @@ def benchmark_one(
             seconds = _time_passes(train_step if mode == "train" else infer_step, sync, repeats, min_pass_s)
         peak_bytes = torch.cuda.max_memory_allocated(device) if cuda else rss.peak - rss.start
         rate = batch_size / seconds
-        achieved = flops * (TRAIN_FLOPS_FACTOR if mode == "train" else 1) * rate / 1e9
-        peak = peak_tflops(name, precision) if cuda else None
+        per_image = train_flops if mode == "train" else flops
+        achieved = per_image * rate / 1e9
         rows.append(
             {
                 "model": model,
@@ -173,9 +233,10 @@ def benchmark_one(
                 "images_per_sec": round(rate, 1),
                 "ms_per_step": round(seconds * 1000, 4),
                 "peak_memory_mib": round(peak_bytes / 2**20, 1),
-                "gflop_per_image": round(flops / 1e9, 4),
+                "gflop_per_image": round(per_image / 1e9, 4),
                 "gflops": round(achieved, 2),
-                "peak_fraction": round(achieved / (peak * 1000), 4) if peak else None,
+                "peak_gflops": peak,
+                "peak_fraction": round(achieved / peak, 4) if peak else None,
                 "device": name,
             }
         )

@@ -6,4 +6,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Augmentation presets (defined in ``moderncnn.data.augment``); named here so settings and the CLI can list them
 # without loading torch.
-AUGMENT_PRESETS = ("none", "d2l", "cifar", "uva")
+AUGMENT_PRESETS = ("none", "d2l", "cifar", "uva", "airbench")
+
+# How the presets that mirror images choose which: a coin per image and batch, or airbench's alternating flip.
+FLIP_MODES = ("random", "alternate")
+
+# Test-time augmentation views: none, each image and its mirror, or those two at three 1-pixel shifts (airbench).
+TTA_VIEWS = ("none", "flip", "flip-shift")

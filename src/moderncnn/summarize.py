@@ -66,6 +66,26 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return summary(model, input_shape).flops
 
 
+def count_training_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Floating-point operations of one training step per image: a forward pass in training mode and the backward
+    pass from a scalar loss, counted by ``torch.utils.flop_counter`` (frozen weights get no weight gradient, the
+    input no gradient). Runs a batch of at least 2 (BatchNorm needs two values per channel in training); the model's
+    BatchNorm statistics move, so count on a copy (e.g. built on the ``meta`` device) when they matter."""
+    batch = max(2, input_shape[0])
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            out = model(torch.zeros((batch, *input_shape[1:]), device=device))
+            (out[0] if isinstance(out, tuple) else out).float().sum().backward()
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() // batch
+
+
 def _modules_at_depth(model: nn.Module, depth: int) -> list[tuple[str, nn.Module]]:
     """Submodules ``depth`` levels down (or leaves that are shallower), in registration order."""
     found = []

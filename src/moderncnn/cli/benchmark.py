@@ -20,6 +20,7 @@ COLUMNS = (
     "peak_memory_mib",
     "gflop_per_image",
     "gflops",
+    "peak_gflops",
     "peak_fraction",
     "device",
 )
@@ -43,8 +44,10 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
         help="training and inference images/sec, peak memory and GFLOP/s of networks on this machine",
         description="Time each network on random data at its default input: a training step (forward, "
         "cross-entropy, backward, SGD update) and inference, in fp32 and in what --precision auto picks here, "
-        "warm-up excluded, the median of several timed passes. GFLOP/s count a training image as three forward "
-        "passes. Without MODEL: the networks of the d2l-ch7 recipe at its settings (input, batch size).",
+        "warm-up excluded, the median of several timed passes. GFLOP/s are counted by torch's FLOP "
+        "counter (a training image: forward and backward); 'of peak' divides them by this CPU's measured "
+        "matrix-product peak at that precision (cached per machine), or a GPU's data-sheet peak. Without "
+        "MODEL: the networks of the d2l-ch7 recipe at its settings (input, batch size).",
     )
     p.add_argument("models", nargs="*", metavar="MODEL", help="registry names (default: the d2l-ch7 networks)")
     p.add_argument(
@@ -141,7 +144,11 @@ def print_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     device = rows[0]["device"] if rows else ""
-    table = Table(title=f"moderncnn benchmark on {device}", caption="training GFLOP/s count 3 forward passes per image")
+    peaks = sorted({f"{r['precision']} {r['peak_gflops']:,.0f}" for r in rows if r["peak_gflops"]})
+    caption = "GFLOP/s counted by torch's FLOP counter (training: forward + backward)"
+    if peaks:
+        caption += f"; peak GFLOP/s here: {', '.join(peaks)}"
+    table = Table(title=f"moderncnn benchmark on {device}", caption=caption)
     headers = ["model", "mode", "input", "batch", "precision", "images/s", "ms/step", "peak MiB", "GFLOP/s"]
     show_fraction = any(r["peak_fraction"] is not None for r in rows)
     for header in headers + (["of peak"] if show_fraction else []):

@@ -59,7 +59,8 @@ def add_settings(parser: argparse.ArgumentParser, settings) -> list[str]:
             # Listed in the help, checked by the settings: a wrong value gets their one-line message, not argparse's.
             kwargs["help"] += f": {', '.join(f.metadata['choices'])}"
         if f.metadata.get("const") is not None:
-            kwargs.update(nargs="?", const=f.metadata["const"], metavar="PATH")
+            choices = f.metadata.get("choices")
+            kwargs.update(nargs="?", const=f.metadata["const"], metavar="|".join(choices) if choices else "PATH")
         elif options == [bool]:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif set(options) == {bool, str}:  # a switch with auto: `--compile` alone means true

@@ -44,6 +44,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-dir", help="data root (default: $MODERNCNN_DATA, else ~/.cache/moderncnn/data)")
     p.add_argument("--accelerator", help="cpu, gpu or auto (default: auto)")
     p.add_argument("--devices", type=int, help="devices (processes) per run")
+    p.add_argument("--seed", type=int, help="seed of every run (default: the recipe's); repeat with others")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
 
@@ -78,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console(width=100)
-    tested = ", with flip TTA" if result.tta else ""
+    tested = f", with {result.views} TTA" if result.tta else ""
     console.print(
         f"{args.split} accuracy {result.accuracy:.4f} on {result.images:,} images ({args.checkpoint}.ckpt{tested})"
     )
@@ -112,7 +113,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     recipe = load_recipe(args.recipe)
     only = args.only.split(",") if args.only else None
-    overrides = {"data_dir": args.data_dir, "accelerator": args.accelerator, "devices": args.devices}
+    overrides = {"data_dir": args.data_dir, "accelerator": args.accelerator, "devices": args.devices, "seed": args.seed}
     try:
         comparison = reproduce(recipe, args.budget, out=args.out, only=only, overrides=overrides, quiet=args.quiet)
     except KeyboardInterrupt:

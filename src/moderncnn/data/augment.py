@@ -8,10 +8,16 @@ the ``DataLoader`` path (image folders) and as the definition the batched path i
 Presets: ``none``; ``d2l`` (resize only, to the model's input, as the textbook does); ``cifar`` (random
 crop of the native size after 4 px zero padding, horizontal flip); ``uva`` (random resized crop back to the
 native size with scale (0.8, 1) and ratio (0.9, 1.1), horizontal flip: the UvA deep-learning tutorial's CIFAR
-augmentation). Random augmentation happens at native resolution; ``resize`` then applies to any preset. In
+augmentation); ``airbench`` (random shifts of up to 2 px with reflected borders, and horizontal flip: airbench94's
+"translate 2"). Random augmentation happens at native resolution; ``resize`` then applies to any preset. In
 evaluation (``train=False``) only resize and normalisation remain. ``cutout`` (with any preset) blanks a square
 of that side, wholly inside the image at a uniform random place, to the mean colour (DeVries and Taylor 2017,
 "Improved Regularization of Convolutional Neural Networks with Cutout"), after the preset's crops and flips.
+
+``flip="alternate"`` (airbench94, Jordan 2024, section 3.6) replaces the mirror coin of each image and epoch: each
+image gets one fixed coin (from its index in the split and the seed) for the first epoch, and is mirrored relative
+to it on every odd epoch, so two consecutive epochs show it both ways. It needs each image's index and the epoch,
+which only the batched path has.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from moderncnn.errors import UsageError
 
 PRESETS = AUGMENT_PRESETS
 CROP_PADDING = 4
+SHIFT_PADDING = 2  # the airbench preset's reflected border
 UVA_SCALE = (0.8, 1.0)
 UVA_RATIO = (0.9, 1.1)
 _CROP_TRIES = 10  # boxes torchvision's RandomResizedCrop draws before it falls back to a centre crop
@@ -59,6 +66,8 @@ class BatchAugment:
         generator: source of all randomness, on the images' device (the global RNG when ``None``): the same
             seed and batch give bit-identical output.
         cutout: side of the square blanked in each training image, in native pixels (0: none).
+        flip: ``random`` (a coin per image and call) or ``alternate`` (see the module docstring).
+        flip_seed: the seed of the alternating flip's fixed coins.
     """
 
     def __init__(
@@ -71,14 +80,18 @@ class BatchAugment:
         train: bool = True,
         generator: torch.Generator | None = None,
         cutout: int = 0,
+        flip: str = "random",
+        flip_seed: int = 0,
     ):
         _check_settings(preset, resize)
         self.preset, self.resize, self.train, self.generator = preset, resize, train, generator
-        self.cutout = cutout
+        self.cutout, self.flip, self.flip_seed = cutout, flip, flip_seed
         self.mean = torch.tensor(mean, dtype=torch.float32)
         self.std = torch.tensor(std, dtype=torch.float32)
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor, index: Tensor | None = None, epoch: int = 0) -> Tensor:
+        """Augment and normalise ``images``; ``index`` (their positions in the split) and ``epoch`` are what the
+        alternating flip needs."""
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"expected a uint8 batch (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         channels, device = images.shape[1], images.device
@@ -86,11 +99,13 @@ class BatchAugment:
             raise ValueError(
                 f"mean and std need {channels} values, one per channel; got {len(self.mean)} and {len(self.std)}"
             )
-        random = self.train and self.preset in ("cifar", "uva")
+        random = self.train and self.preset in ("cifar", "uva", "airbench")
         if random:
-            flip = self._rand(len(images), device=device) < 0.5
+            flip = self._flips(len(images), device, index, epoch)
         if random and self.preset == "cifar":
             images = self._pad_crop(images, flip)
+        elif random and self.preset == "airbench":
+            images = self._pad_crop(images, flip, SHIFT_PADDING, mode="reflect")
         # Normalise at native resolution: crops and resizes take weighted averages whose weights sum to 1, so they
         # commute with this affine map, and an upsampled batch (28 -> 224 px) would cost 64 times more here.
         mean, std = self.mean.to(device)[None, :, None, None], self.std.to(device)[None, :, None, None]
@@ -111,6 +126,14 @@ class BatchAugment:
         source = self.generator.device if self.generator is not None else device
         return torch.rand(*shape, generator=self.generator, device=source).to(device)
 
+    def _flips(self, n: int, device: torch.device, index: Tensor | None, epoch: int) -> Tensor:
+        """Which images of the batch to mirror."""
+        if self.flip == "random":
+            return self._rand(n, device=device) < 0.5
+        if index is None:
+            raise UsageError("the alternating flip needs each image's index and the epoch (the device-resident loader)")
+        return alternate_flips(index.to(device), epoch, self.flip_seed)
+
     def _cutout(self, x: Tensor) -> Tensor:
         """Zero (the mean, after normalisation) a ``cutout``-sided square at a uniform random place in each image."""
         n, _, h, w = x.shape
@@ -122,8 +145,9 @@ class BatchAugment:
         inside = ((rows >= 0) & (rows < side))[:, :, None] & ((cols >= 0) & (cols < side))[:, None, :]
         return x.masked_fill(inside[:, None], 0.0)
 
-    def _pad_crop(self, images: Tensor, flip: Tensor) -> Tensor:
-        """Zero-pad by 4, cut a window of the native size at a uniform random offset, and mirror where ``flip``.
+    def _pad_crop(self, images: Tensor, flip: Tensor, p: int = CROP_PADDING, mode: str = "constant") -> Tensor:
+        """Pad by ``p`` (zeros, or the image reflected), cut a window of the native size at a uniform random offset,
+        and mirror where ``flip``.
 
         The batch is stacked with its mirror image and padded once; ``unfold`` views every window of every image
         without copying, so one gather picks each image's orientation and offset (on the CPU three times faster than
@@ -131,9 +155,8 @@ class BatchAugment:
         same augmentation as after: offsets d and 2p - d are equally likely.
         """
         n, _, h, w = images.shape
-        p = CROP_PADDING
         offsets = (self._rand(2, n, device=images.device) * (2 * p + 1)).long()  # rand < 1, so at most 2p
-        padded = F.pad(torch.stack([images, images.flip(-1)]), (p, p, p, p))
+        padded = F.pad(torch.cat([images, images.flip(-1)]), (p, p, p, p), mode=mode).unflatten(0, (2, n))
         windows = padded.unfold(3, h, 1).unfold(4, w, 1)  # (2, N, C, 2p + 1, 2p + 1, H, W)
         return windows[flip.long(), torch.arange(n, device=images.device), :, offsets[0], offsets[1]]
 
@@ -168,6 +191,17 @@ class BatchAugment:
         grid_x, grid_y = _box_ramp(w, left, box_w, mirror), _box_ramp(h, top, box_h, torch.ones_like(mirror))
         grid = torch.stack(torch.broadcast_tensors(grid_x[:, None, :], grid_y[:, :, None]), dim=-1)  # (N, H, W, xy)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def alternate_flips(index: Tensor, epoch: int, seed: int) -> Tensor:
+    """airbench94's alternating flip: whether each image (by its ``index`` in the split) is mirrored in ``epoch``.
+
+    Every image has one fixed coin, the parity of a golden-ratio (Weyl) sequence at its index shifted by the seed,
+    so exactly half of any run of consecutive indices is mirrored in epoch 0, whatever the split's size; odd epochs
+    mirror every image relative to that.
+    """
+    coin = torch.frac((index.double() + seed * 0.7548776662466927) * 0.6180339887498949) < 0.5
+    return coin ^ bool(epoch % 2)
 
 
 def _upsample(x: Tensor, size: int) -> Tensor:
@@ -240,6 +274,8 @@ def reference_transform(
     steps: list[torch.nn.Module] = []
     if train and preset == "cifar":
         steps += [_NativeRandomCrop(padding=CROP_PADDING), v2.RandomHorizontalFlip()]
+    elif train and preset == "airbench":
+        steps += [_NativeRandomCrop(padding=SHIFT_PADDING, padding_mode="reflect"), v2.RandomHorizontalFlip()]
     elif train and preset == "uva":
         steps += [_NativeRandomResizedCrop(), v2.RandomHorizontalFlip()]
     normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
@@ -254,12 +290,12 @@ def reference_transform(
 class _NativeRandomCrop(torch.nn.Module):
     """``v2.RandomCrop`` back to the image's own size after zero padding."""
 
-    def __init__(self, padding: int):
+    def __init__(self, padding: int, padding_mode: str = "constant"):
         super().__init__()
-        self.padding = padding
+        self.padding, self.padding_mode = padding, padding_mode
 
     def forward(self, image: Tensor) -> Tensor:
-        return v2.RandomCrop(tuple(image.shape[-2:]), padding=self.padding)(image)
+        return v2.RandomCrop(tuple(image.shape[-2:]), padding=self.padding, padding_mode=self.padding_mode)(image)
 
 
 class _NativeRandomResizedCrop(torch.nn.Module):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from moderncnn.data.augment import BatchAugment
 from moderncnn.data.base import Split
 
 
@@ -199,6 +200,11 @@ class DeviceLoader:
         for b in range(self._batches, len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
             images = self.images[index]
-            images = self.transform(images) if self.transform is not None else images.float().div_(255)
+            if isinstance(self.transform, BatchAugment):  # the alternating flip needs the images' indices and epoch
+                images = self.transform(images, index=index, epoch=self._order.epoch)
+            elif self.transform is not None:
+                images = self.transform(images)
+            else:
+                images = images.float().div_(255)
             self._batches = b + 1
             yield images, self.labels[index]

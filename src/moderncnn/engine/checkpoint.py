@@ -29,7 +29,19 @@ def build_network(config: TrainConfig, num_classes: int, in_channels: int, input
     kwargs = dict(config.model_kwargs)
     if get_model_info(config.model).fixed_input_size:
         kwargs.setdefault("input_size", input_size)
-    return create_model(config.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    net = create_model(config.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    override_batchnorm(net, config.bn_momentum, config.bn_eps)
+    return net
+
+
+def override_batchnorm(net: nn.Module, momentum: float | None, eps: float | None) -> None:
+    """Set every BatchNorm layer's momentum and/or epsilon (``None``: keep the network's own)."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if momentum is not None:
+                m.momentum = momentum
+            if eps is not None:
+                m.eps = eps
 
 
 def load_checkpoint(path: str | Path) -> dict:

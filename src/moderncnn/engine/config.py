@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from moderncnn.constants import AUGMENT_PRESETS
+from moderncnn.constants import AUGMENT_PRESETS, FLIP_MODES, TTA_VIEWS
 from moderncnn.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "multistep", "cosine", "onecycle")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
+SCHEDULES = ("none", "multistep", "cosine", "onecycle", "linear")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 SWITCHES = ("auto", "true", "false")
 INITS = ("default", "xavier", "kaiming")
@@ -53,11 +53,23 @@ class TrainConfig:
     epochs: int = setting(10, "passes over the training split")
     batch_size: int = setting(256, "images per step (per device)")
     lr: float = setting(0.1, "learning rate (the peak rate with warm-up or onecycle)")
-    optimizer: str = setting("sgd", "optimiser", OPTIMIZERS)
+    optimizer: str = setting(
+        "sgd",
+        "optimiser (muon: torch.optim.Muon on the convolution filters, SGD with --momentum/--nesterov on the rest, as "
+        "airbench94; Jordan et al. 2024)",
+        OPTIMIZERS,
+    )
     momentum: float = setting(0.0, "SGD momentum")
     nesterov: bool = setting(False, "Nesterov momentum (sgd with momentum)")
     weight_decay: float = setting(0.0, "L2 weight decay")
-    schedule: str = setting("none", "learning-rate schedule", SCHEDULES)
+    muon_lr: float = setting(0.24, "Muon's learning rate for the convolution filters (airbench94: 0.24)")
+    muon_momentum: float = setting(0.6, "Muon's Nesterov momentum (airbench94: 0.6)")
+    classifier_lr: float | None = setting(
+        None, "learning rate of the classifier layer (default: --lr; airbench94's head: 12.6 times its biases')"
+    )
+    schedule: str = setting(
+        "none", "learning-rate schedule (linear: a straight line to 0 at the last step, as airbench94)", SCHEDULES
+    )
     milestones: list[int] = setting(help="epochs where multistep multiplies the rate by gamma", factory=list)
     gamma: float = setting(0.1, "multistep's factor")
     warmup_epochs: int | float = setting(0, "linear learning-rate warm-up epochs (fractions allowed)")
@@ -73,9 +85,30 @@ class TrainConfig:
     ema: float = setting(
         0.0, "decay of an average of the weights used to validate, test and save the network (0: off; e.g. 0.999)"
     )
-    tta: bool = setting(False, "test-time augmentation: validate and test on each image and its mirror, averaged")
+    tta: bool | str = setting(
+        False,
+        "test-time augmentation at validation and test, logits averaged over views: flip (each image and its "
+        "mirror; --tta alone) or flip-shift (airbench94: those two, then both again shifted 1 px up-left and 1 px "
+        "down-right with reflected borders, weighted 1/2, 1/4, 1/4)",
+        TTA_VIEWS,
+        const="flip",
+    )
     init: str = setting("default", "weight initialisation", INITS)
-    augment: str = setting("none", "augmentation preset", AUGMENT_PRESETS)
+    augment: str = setting(
+        "none",
+        "augmentation preset (airbench: random shifts of up to 2 px with reflected borders, and mirroring)",
+        AUGMENT_PRESETS,
+    )
+    flip: str = setting(
+        "random",
+        "how presets that mirror choose: random (a coin per image each epoch) or alternate (airbench94: a coin per "
+        "image in the first epoch, then every image mirrored relative to it on every other epoch)",
+        FLIP_MODES,
+    )
+    bn_momentum: float | None = setting(
+        None, "momentum of every BatchNorm layer, torch's convention (weight of the new batch; default: the network's)"
+    )
+    bn_eps: float | None = setting(None, "epsilon of every BatchNorm layer (default: the network's)")
     resize: int | None = setting(None, "resize images to this size (default: as the network and preset need)")
     mean: list[float] | None = setting(None, "fixed normalisation mean per channel (default: the data's own)")
     std: list[float] | None = setting(None, "fixed normalisation std per channel (with --mean)")
@@ -169,6 +202,22 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}"),
+            (self.flip in FLIP_MODES, f"flip must be one of {', '.join(FLIP_MODES)}, got {self.flip!r}"),
+            (
+                isinstance(self.tta, bool) or self.tta in (*TTA_VIEWS, "true", "false"),
+                f"tta must be one of {', '.join(TTA_VIEWS)}, got {self.tta!r}",
+            ),
+            (self.muon_lr > 0, f"muon_lr must be positive, got {self.muon_lr}"),
+            (0 <= self.muon_momentum < 1, f"muon_momentum must be in [0, 1), got {self.muon_momentum}"),
+            (
+                self.classifier_lr is None or self.classifier_lr > 0,
+                f"classifier_lr must be positive, got {self.classifier_lr}",
+            ),
+            (
+                self.bn_momentum is None or 0 <= self.bn_momentum <= 1,
+                f"bn_momentum must be in [0, 1] (torch's convention: the new batch's weight), got {self.bn_momentum}",
+            ),
+            (self.bn_eps is None or self.bn_eps > 0, f"bn_eps must be positive, got {self.bn_eps}"),
             (
                 self.augment in AUGMENT_PRESETS,
                 f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment!r}",
@@ -205,7 +254,10 @@ class TrainConfig:
                 f"mean and std go together, one positive std per mean; got mean {self.mean}, std {self.std}",
             ),
             (0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}"),
-            (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0), "nesterov needs sgd with momentum"),
+            (
+                not self.nesterov or (self.optimizer in ("sgd", "muon") and self.momentum > 0),
+                "nesterov needs sgd (or muon, for its SGD part) with momentum",
+            ),
             (
                 isinstance(self.compile, bool) or self.compile in SWITCHES,
                 f"compile must be one of {', '.join(SWITCHES)}, got {self.compile!r}",
@@ -239,6 +291,16 @@ class TrainConfig:
 
 
 _TIME_UNITS = {"s": 1, "min": 60, "h": 3600}
+
+
+def tta_views(tta: bool | str) -> str:
+    """The views of a ``tta`` setting: ``none``, ``flip`` or ``flip-shift`` (``true`` is ``flip``, as ``--tta``
+    alone and configs written before multi-view TTA say)."""
+    if tta is True or tta == "true":
+        return "flip"
+    if tta is False or tta == "false":
+        return "none"
+    return tta
 
 
 def checkpoint_interval(every: int | str) -> tuple[int, float]:

@@ -112,6 +112,8 @@ class ImageDataModule(L.LightningDataModule):
                 train=train,
                 generator=torch.Generator(device=device),
                 cutout=self.cfg.cutout,
+                flip=self.cfg.flip,
+                flip_seed=self.cfg.seed,
             )
             return DeviceLoader(
                 split,
@@ -125,6 +127,11 @@ class ImageDataModule(L.LightningDataModule):
                 world_size=world,
             )
         assert isinstance(split, FolderSplit)
+        if train and self.cfg.flip == "alternate":
+            raise ConfigError(
+                "flip alternate needs the device-resident loader (named datasets, or image folders cached in memory); "
+                "use --flip random, or --cache for this folder"
+            )
         transform = reference_transform(
             preset, mean=self.mean, std=self.std, resize=self.resize, train=train, cutout=self.cfg.cutout
         )
@@ -139,6 +146,17 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
         )
+
+    def first_images(self, count: int) -> torch.Tensor:
+        """The first ``count`` training images (in split order) as the network sees them in evaluation: resized and
+        normalised, on the CPU."""
+        batches, have = [], 0
+        for x, _ in self.loader("train", train=False, device=torch.device("cpu")):
+            batches.append(x[: count - have])
+            have += len(batches[-1])
+            if have >= count:
+                break
+        return torch.cat(batches)
 
     def train_dataloader(self):
         return self.loader("train", train=True)

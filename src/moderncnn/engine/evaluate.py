@@ -9,8 +9,9 @@ import torch
 import torchmetrics
 
 from moderncnn.engine.checkpoint import load_run
-from moderncnn.engine.config import resolve_resize
+from moderncnn.engine.config import resolve_resize, tta_views
 from moderncnn.engine.datamodule import ImageDataModule
+from moderncnn.engine.module import tta_logits
 from moderncnn.errors import DataError, UsageError
 from moderncnn.plotting import figure_path
 from moderncnn.reports.confusion import plot_confusion
@@ -30,6 +31,7 @@ class Evaluation:
     worst_pairs: list[tuple[str, str, int]] = field(default_factory=list)
     checkpoint: Path | None = None
     tta: bool = False
+    views: str = "none"
 
     def to_dict(self) -> dict:
         values = {k: v for k, v in self.__dict__.items() if k != "checkpoint"}
@@ -56,13 +58,16 @@ def evaluate(
     data_dir: str | None = None,
     checkpoint: str = "best",
     device: str = "cpu",
-    tta: bool | None = None,
+    tta: bool | str | None = None,
 ) -> Evaluation:
     """Evaluate ``run``'s ``checkpoints/<checkpoint>.ckpt`` on ``split`` of its dataset (or ``dataset``); with
-    ``tta`` (default: as the run was tested) each image's logits are averaged with its mirror image's."""
+    ``tta`` (default: as the run was tested; ``True`` is ``flip``) each image's logits are averaged over its views
+    (:func:`~moderncnn.engine.module.tta_logits`)."""
     net, info = load_run(run, checkpoint)
     config = info.config
-    tta = config.tta if tta is None else tta
+    if tta is True and tta_views(config.tta) != "none":
+        tta = config.tta  # --tta repeats the run's own views
+    views = tta_views(config.tta if tta is None else tta)
     if dataset is not None:
         config.dataset = dataset
     if data_dir is not None:
@@ -83,7 +88,7 @@ def evaluate(
     with torch.no_grad():
         for x, y in data.loader(split, train=False, device=torch.device(device)):
             x = x.to(device)
-            logits = (net(x) + net(x.flip(-1))) / 2 if tta else net(x)
+            logits = tta_logits(net, x, views)
             confusion.update(logits, y.to(device))
     matrix = confusion.compute().cpu()
     totals = matrix.sum(dim=1)
@@ -102,5 +107,6 @@ def evaluate(
         matrix.tolist(),
         worst,
         info.checkpoint,
-        tta,
+        views != "none",
+        views,
     )

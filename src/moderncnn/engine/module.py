@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 import torchmetrics
@@ -11,7 +9,8 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 
 from moderncnn.engine.checkpoint import build_network
-from moderncnn.engine.config import TrainConfig
+from moderncnn.engine.config import TrainConfig, tta_views
+from moderncnn.engine.optim import build_optimizer, lr_factor, parameter_groups  # noqa: F401  (parameter_groups: public here too)
 from moderncnn.engine.speed import parse_switch
 from moderncnn.errors import TrainingError
 from moderncnn.models.pretrained import backbone_parameters, load_pretrained
@@ -30,21 +29,6 @@ def initialise(model: nn.Module, scheme: str) -> None:
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-def parameter_groups(net: nn.Module, weight_decay: float, norm_weight_decay: float | None) -> list[dict]:
-    """The trainable parameters as optimiser groups: normalisation layers' parameters and every bias get
-    ``norm_weight_decay`` (when given; torchvision's classification reference recipe sets it to 0), the rest
-    ``weight_decay``."""
-    if norm_weight_decay is None or norm_weight_decay == weight_decay:
-        return [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-    decayed, exempt = [], []
-    for module in net.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if p.requires_grad:
-                (exempt if isinstance(module, norms) or name == "bias" else decayed).append(p)
-    return [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": norm_weight_decay}]
 
 
 def batch_mixer(mixup: float, cutmix: float, num_classes: int) -> v2.Transform | None:
@@ -104,6 +88,7 @@ class ImageClassifier(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         if parse_switch(self.cfg.compile, "compile") is True:
             self.net.compile()  # in place: the state-dict keys stay those of the network
+        self.tta = tta_views(self.cfg.tta)
         self.loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
         self.mixer = batch_mixer(self.cfg.mixup, self.cfg.cutmix, num_classes)
         metric = {"task": "multiclass", "num_classes": num_classes}
@@ -171,8 +156,8 @@ class ImageClassifier(L.LightningModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
         logits = self._logits(x)
-        if self.cfg.tta:  # flip test-time augmentation: the logits of the image and its mirror, averaged
-            logits = (logits + self._logits(x.flip(-1))) / 2
+        if self.tta != "none":
+            logits = tta_logits(self._logits, x, self.tta, first=logits)
         getattr(self, f"{stage}_loss").update(self.loss(logits, y), weight=len(y))
         getattr(self, f"{stage}_acc").update(logits, y)
 
@@ -211,33 +196,40 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        # The trainable parameters (the classifier only, when frozen), grouped by the weight decay they get.
-        groups = parameter_groups(self.net, cfg.weight_decay, cfg.norm_weight_decay)
-        if cfg.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        elif cfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(groups, lr=cfg.lr)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        # The trainable parameters (the classifier only, when frozen), grouped by the rate and weight decay they get.
+        optimizer = build_optimizer(self.net, cfg, get_model_info(cfg.model).classifier)
         # Optimiser steps per epoch on this rank, after --limit-batches and DDP sharding.
         steps = max(1, self.trainer.estimated_stepping_batches // cfg.epochs)
         if cfg.schedule == "onecycle":
             total = steps * cfg.epochs
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+            # Muon's momentum is its own setting: one-cycle cycles SGD's alone.
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=[g["lr"] for g in optimizer.param_groups],
+                total_steps=total,
+                cycle_momentum=cfg.optimizer != "muon",
+            )
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        # Per-step multiplier: linear warm-up, then the schedule by (fractional) epoch.
-        warmup = cfg.warmup_epochs * steps
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            epoch = step / steps
-            if cfg.schedule == "multistep":
-                return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-            if cfg.schedule == "cosine":
-                progress = (step - warmup) / max(1, steps * cfg.epochs - warmup)
-                return 0.5 * (1 + math.cos(math.pi * progress))
-            return 1.0
-
+        factor = lr_factor(cfg.schedule, steps, cfg.epochs, cfg.warmup_epochs, cfg.milestones, cfg.gamma)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def tta_logits(forward, x: Tensor, views: str, first: Tensor | None = None) -> Tensor:
+    """Test-time augmentation: ``forward``'s logits averaged over ``views`` of the batch ``x``.
+
+    ``flip``: the image and its mirror, averaged. ``flip-shift`` (airbench94's): half that, plus a quarter each of
+    the same pair shifted by one pixel up-left and down-right (borders reflected); six passes in all. ``first``:
+    ``forward(x)`` when the caller has it already.
+    """
+    plain = forward(x) if first is None else first
+    if views == "none":
+        return plain
+    mirrored = (plain + forward(x.flip(-1))) / 2
+    if views == "flip":
+        return mirrored
+    h, w = x.shape[-2:]
+    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[..., :h, :w], padded[..., 2 : h + 2, 2 : w + 2]]
+    pairs = [(forward(s) + forward(s.flip(-1))) / 2 for s in shifted]
+    return mirrored / 2 + (pairs[0] + pairs[1]) / 4

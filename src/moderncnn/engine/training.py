@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 from moderncnn.engine.checkpoint import load_checkpoint, load_run
-from moderncnn.engine.config import TrainConfig, checkpoint_interval, resolve_resize
+from moderncnn.engine.config import TrainConfig, checkpoint_interval, resolve_resize, tta_views
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
@@ -31,7 +31,7 @@ from moderncnn.errors import CheckpointError, ConfigError, UsageError
 from moderncnn.files import ensure_writable
 from moderncnn.reports.curves import plot_curves
 from moderncnn.rundir import RunDir
-from moderncnn.summarize import count_flops
+from moderncnn.summarize import count_flops, count_training_flops
 
 # Set by global rank 0 for the processes Lightning launches on the same node (they inherit its environment).
 RUN_DIR_VARIABLE = "MODERNCNN_RUN_DIR"
@@ -48,10 +48,10 @@ class RunResult:
     examples_per_sec: float
     device: str
     rank: int = 0
-    tta: bool = False
+    tta: str = "none"
 
     def __str__(self) -> str:
-        tested = " (with flip TTA)" if self.tta else ""
+        tested = f" (with {self.tta} TTA)" if self.tta != "none" else ""
         return (
             f"loss {self.train_loss:.3f}, train acc {self.train_acc:.3f}, test acc {self.test_acc:.3f}{tested}, "
             f"{self.examples_per_sec:.1f} examples/sec on {self.device}"
@@ -304,6 +304,8 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves, checkpoint_every=every)
     trainer = _trainer(config, run, recorder, quiet, [*extra, *callbacks])
     model = classifier(config, data, load_weights=ckpt_path is None)
+    if ckpt_path is None:
+        init_from_data(model, data)
     if model.pretrained_report and not quiet and trainer.is_global_zero:
         print(model.pretrained_report)
     started = time.perf_counter()
@@ -326,7 +328,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
         examples_per_sec=recorder.train_examples / max(recorder.train_seconds, 1e-9),
         device=device,
         rank=trainer.global_rank,
-        tta=config.tta,
+        tta=tta_views(config.tta),
     )
     if trainer.is_global_zero:
         results = {
@@ -335,6 +337,9 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
             "epochs": config.epochs,
             "params": sum(p.numel() for p in model.net.parameters()),
             "flops": _forward_flops(model, data),
+            "train_pflops": round(
+                _training_flops(model, data) * trainer.global_step * config.batch_size * trainer.world_size / 1e15, 6
+            ),
             "num_classes": data.dataset.num_classes,
             "input_shape": [data.dataset.channels, data.image_size, data.image_size],
             **{k: round(v, 6) for k, v in metrics.items()},
@@ -342,7 +347,8 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
             "test_loss": round(test["test_loss"], 6),
             "test_acc": round(test["test_acc"], 6),
             "test_checkpoint": config.test_checkpoint,
-            "test_tta": config.tta,
+            "test_tta": result.tta != "none",
+            "tta_views": result.tta,
             "test_weights": "ema" if config.ema else "trained",
             "examples_per_sec": round(result.examples_per_sec, 1),
             "train_seconds": round(recorder.train_seconds, 2),
@@ -355,12 +361,29 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
     return result
 
 
+def init_from_data(model: ImageClassifier, data: ImageDataModule) -> None:
+    """A fresh network that sets weights from training images (the registry's ``data_init_images``, e.g.
+    airbench94's patch whitening) gets the first that many, as evaluation sees them, before training starts. Every
+    process takes the same images, so every rank computes the same weights."""
+    count = model.net.info.data_init_images
+    if count:
+        model.net.init_from_data(data.first_images(count))
+
+
 def _forward_flops(model: ImageClassifier, data: ImageDataModule) -> int:
     """FLOPs of one image through the network, counted on a fresh copy on the meta device (no weights allocated),
     so reports can show them without rebuilding the network."""
     with torch.device("meta"):
         net = model.build_network()
     return count_flops(net, (1, data.dataset.channels, data.image_size, data.image_size))
+
+
+def _training_flops(model: ImageClassifier, data: ImageDataModule) -> int:
+    """FLOPs of one training image (forward and backward, ``summarize.count_training_flops``), counted on a fresh
+    copy on the meta device."""
+    with torch.device("meta"):
+        net = model.build_network()
+    return count_training_flops(net, (1, data.dataset.channels, data.image_size, data.image_size))
 
 
 def describe_device(device: torch.device) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 
 from moderncnn.errors import ModelError
 from moderncnn.models import (  # noqa: F401  (imported for their registrations)
+    airbench,
     alexnet,
     densenet,
     googlenet,

@@ -25,7 +25,7 @@ from moderncnn.errors import ModelError
 VARIANTS = ("textbook", "torchvision", "cifar")
 # The families in the order the chapter introduces them (Inception v2/v3 right after GoogLeNet, whose successors
 # they are); a family outside this list (registered by a user) comes after them.
-FAMILIES = ("lenet", "alexnet", "vgg", "nin", "googlenet", "inception", "resnet", "densenet")
+FAMILIES = ("lenet", "alexnet", "vgg", "nin", "googlenet", "inception", "resnet", "densenet", "airbench")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class ModelInfo:
             networks that flatten feature maps into a ``Linear``); build with ``input_size=N`` to change it.
         aux_loss_weight: weight of each auxiliary classifier's loss in training (GoogLeNet's and Inception-v3's
             side heads, when built with ``aux_logits=True``); 0 for networks without auxiliary heads.
+        data_init_images: how many training images (normalised, as evaluation sees them) a fresh network's
+            ``init_from_data(images)`` is given before training starts (airbench94's patch whitening); 0 for
+            networks that initialise without data.
     """
 
     name: str
@@ -62,6 +65,7 @@ class ModelInfo:
     feature_layer: str
     fixed_input_size: bool = False
     aux_loss_weight: float = 0.0
+    data_init_images: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from moderncnn.errors import UsageError
-from moderncnn.plotting import pyplot, save_figure
+from moderncnn.plotting import save_figure
 from moderncnn.rundir import RunDir, find_runs
 
 # What each budget means for the published figures, said in the report's header.
@@ -54,6 +54,7 @@ class RunRecord:
     budget: str | None = None
     heading: RecipeHeading | None = None
     device_name: str | None = None
+    train_pflops: float | None = None
 
     @property
     def wall_minutes(self) -> float:
@@ -86,6 +87,7 @@ class RunRecord:
             budget=origin.get("budget"),
             heading=RecipeHeading.from_dict(origin["heading"]) if "heading" in origin else None,
             device_name=results.get("device_name"),
+            train_pflops=results.get("train_pflops"),  # counted since the speed-run recipe; None before
         )
 
 
@@ -215,6 +217,7 @@ def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], lis
         "test acc",
         "examples/sec",
         "wall time",
+        "train PFLOPs",
         "device",
     ]
     header += [c["label"] for c in columns]
@@ -230,6 +233,7 @@ def _rows(records: list[RunRecord], columns: list[dict]) -> tuple[list[str], lis
             f"{r.test_acc:.4f}",
             f"{r.examples_per_sec:,.0f}",
             f"{r.wall_seconds:.0f} s" if r.wall_seconds < 120 else f"{r.wall_minutes:.1f} min",
+            "?" if r.train_pflops is None else f"{r.train_pflops:.3g}",
             r.device,
         ]
         for (_, theirs, delta), column in zip(_published_cells(r, columns), columns, strict=True):
@@ -297,17 +301,19 @@ def _write_csv(records: list[RunRecord], columns: list[dict], path: Path) -> Non
         "test_acc",
         "examples_per_sec",
         "wall_seconds",
+        "train_pflops",
         "device",
         "budget",
         "run_dir",
     ]
+    plain = len(fields)
     for column in columns:
         fields += [column["key"], f"{column['key']}_{column['compare']}"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
         for r in records:
-            row = [getattr(r, name) for name in fields[:13]]
+            row = [getattr(r, name) for name in fields[:plain]]
             row[4] = "x".join(map(str, r.input_shape or []))
             for _, theirs, delta in _published_cells(r, columns):
                 row += ["" if theirs is None else theirs, "" if delta is None else round(delta, 6)]
@@ -319,42 +325,9 @@ def _published_key(columns: list[dict], ours: str) -> str | None:
 
 
 def _plot(records: list[RunRecord], columns: list[dict], plot_path: Path, curves_path: Path) -> None:
-    plt = pyplot()
-    from matplotlib.ticker import MaxNLocator, NullFormatter
+    from moderncnn.reports.figures import comparison_figure, curves_figure
 
     # The first published test accuracy and examples/sec of the recipe, drawn as hollow markers beside ours.
     their_acc, their_speed = _published_key(columns, "test_acc"), _published_key(columns, "examples_per_sec")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, attr, label in (
-        (axes[0], "params", "parameters"),
-        (axes[1], "examples_per_sec", "training examples/sec"),
-    ):
-        for i, r in enumerate(records):
-            color = f"C{i % 10}"
-            x = getattr(r, attr)
-            ax.scatter(x, r.test_acc, color=color, label="ours" if i == 0 else None)
-            ax.annotate(r.model, (x, r.test_acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
-            acc = r.published.get(their_acc) if their_acc else None
-            theirs_x = x if attr == "params" else (r.published.get(their_speed) if their_speed else None)
-            if acc is not None and theirs_x is not None:
-                ax.scatter(theirs_x, acc, facecolors="none", edgecolors=color, label="published" if i == 0 else None)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(label + " (log scale)")
-        ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("test accuracy")
-    if their_acc:
-        axes[0].legend(fontsize=8)
-    fig.suptitle(f"test accuracy vs size and speed ({', '.join(sorted({r.device for r in records}))})", fontsize=10)
-    save_figure(fig, plot_path)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in records:
-        if r.curve:
-            ax.plot(range(1, len(r.curve) + 1), r.curve, marker="o", markersize=3, label=r.model)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    save_figure(fig, curves_path)
+    save_figure(comparison_figure(records, their_acc, their_speed), plot_path)
+    save_figure(curves_figure(records), curves_path)

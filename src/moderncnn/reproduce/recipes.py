@@ -27,6 +27,9 @@ from moderncnn.registry import get_model_info
 from moderncnn.reports.compare import RecipeHeading
 
 BUNDLED = Path(__file__).parent / "recipes"
+# The bundled recipes in the order a learner meets them: the book, the tutorial, then the speed-run paper. A budget
+# alone (``train --recipe fast``) takes the first recipe in this order that fits.
+BUNDLED_ORDER = ("d2l-ch7", "uva-tutorial5", "airbench")
 BUDGETS = ("full", "quick", "fast", "smoke")
 COMPARISONS = ("diff", "ratio")
 
@@ -172,7 +175,8 @@ def read_recipe(path: str | Path) -> Recipe:
 
 def list_recipes() -> list[Recipe]:
     """The bundled recipes."""
-    return [read_recipe(path) for path in sorted(BUNDLED.glob("*.yaml"))]
+    paths = sorted(BUNDLED.glob("*.yaml"), key=lambda p: (BUNDLED_ORDER + (p.stem,)).index(p.stem))
+    return [read_recipe(path) for path in paths]
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

@@ -54,7 +54,8 @@ def reproduce(
     Args:
         recipe: a bundled recipe's name (``d2l-ch7``, ``uva-tutorial5``), a recipe file, or a :class:`Recipe`.
         budget: ``full`` (the published settings), ``quick`` or ``smoke``.
-        out: the folder for the run directories and the report.
+        out: the folder for the run directories and the report (default: ``runs/reproduce/RECIPE-BUDGET``, with
+            ``-seedN`` when ``overrides`` sets the seed).
         only: train only these networks of the recipe.
         overrides: settings that win over the recipe's (``data_dir``, ``accelerator``, ``devices``, ...).
         quiet: no progress bars.
@@ -64,7 +65,9 @@ def reproduce(
         The comparison (``None`` in the non-zero ranks of a multi-process run).
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    out = Path(out) if out is not None else Path("runs") / "reproduce" / f"{recipe.name}-{budget}"
+    seed = (overrides or {}).get("seed")
+    default_out = f"{recipe.name}-{budget}" + (f"-seed{seed}" if seed is not None else "")
+    out = Path(out) if out is not None else Path("runs") / "reproduce" / default_out
     configs = recipe.configs(budget, only, **(overrides or {}))
     finished: list[Path] = []
     failures: dict[str, str] = {}
