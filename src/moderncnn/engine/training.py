@@ -115,6 +115,7 @@ def train(
     resume: str | Path | None = None,
     epochs: int | None = None,
     quiet: bool = False,
+    callbacks: tuple = (),
 ) -> RunResult:
     """Train, validate every epoch, test at the end; return the summary.
 
@@ -127,6 +128,8 @@ def train(
             that stopped before its first checkpoint starts again from its ``config.yaml``.
         epochs: with ``resume``, continue a run (finished or not) to this many epochs in all.
         quiet: no progress bar (for logs and CI).
+        callbacks: more Lightning callbacks, called after the run's own (a sweep's pruning callback sees each epoch
+            once its row and checkpoint are written).
     """
     if resume is None:
         if config is None:
@@ -157,7 +160,7 @@ def train(
                     raise ConfigError(f"{run} already holds a run; resume it with --resume {run} or choose another")
                 ckpt_path = None
             config.run_dir = str(run)
-            return _fit(config, run, ckpt_path, quiet)
+            return _fit(config, run, ckpt_path, quiet, callbacks)
         except BaseException:
             if created and rank_zero and not run.last.exists():
                 # Nothing to resume: do not leave a directory that only looks like a run.
@@ -289,7 +292,7 @@ def classifier(config: TrainConfig, data: ImageDataModule, load_weights: bool = 
     )
 
 
-def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
+def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, callbacks: tuple = ()) -> RunResult:
     data, extra = prepare(config, quiet)
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
@@ -299,7 +302,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
 
     every = checkpoint_interval(config.checkpoint_every)
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves, checkpoint_every=every)
-    trainer = _trainer(config, run, recorder, quiet, extra)
+    trainer = _trainer(config, run, recorder, quiet, [*extra, *callbacks])
     model = classifier(config, data, load_weights=ckpt_path is None)
     if ckpt_path is None:
         init_from_data(model, data)
