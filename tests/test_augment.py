@@ -57,7 +57,7 @@ def test_shapes_dtype_and_the_plain_path(preset, resize, train):
     plain = normalise(x)
     if resize is not None:  # resize, then normalise, as torchvision orders it (the batched path normalises first)
         plain = normalise(F.interpolate(x.float(), size=(resize, resize), mode="bilinear", antialias=True))
-    if train and preset in ("cifar", "uva"):
+    if train and preset in ("cifar", "uva", "airbench"):
         assert not torch.allclose(out, plain, atol=0.1)  # the random part ran
     else:  # no randomness in the preset or in evaluation: resize and normalise only, whatever the generator
         again = BatchAugment(preset, mean=MEAN, std=STD, resize=resize, train=train, generator=gen(1))(x)

@@ -40,3 +40,20 @@ def test_textbook_alexnet_count():
 def test_same_parameter_count_as_torchvision(name):
     reference = torchvision_model(name)
     assert params(name, num_classes=1000) == sum(p.numel() for p in reference.parameters())
+
+
+def test_googlenet_uva_widths_scale_each_branch_and_default_to_the_tutorial():
+    # The sweep's channel options: each factor scales one branch of every Inception block (the tutorial's first block
+    # is 16 | 32->32 | 16->8 | 8 on 64 stem channels), each block takes what the one before concatenates.
+    import torch
+
+    from moderncnn.models import create_model
+
+    net = create_model("googlenet_uva", width_3x3=2.0, width_reduce=0.5, width_pool=0.5, stem_channels=32)
+    first = net.blocks[0]
+    assert first.branch1.conv.in_channels == 32 and first.branch1.conv.out_channels == 16
+    assert (first.branch2[0].conv.out_channels, first.branch2[1].conv.out_channels) == (16, 64)
+    assert (first.branch3[0].conv.out_channels, first.branch3[1].conv.out_channels) == (8, 8)
+    assert first.branch4[1].conv.out_channels == 4 and net.blocks[1].branch1.conv.in_channels == 16 + 64 + 8 + 4
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(p.numel() for p in create_model("googlenet_uva", width_1x1=1.0).parameters()) == 260_650

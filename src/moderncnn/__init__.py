@@ -19,6 +19,8 @@ _EXPORTS = {
     "get_model_info": "moderncnn.registry",
     "list_families": "moderncnn.registry",
     "list_models": "moderncnn.registry",
+    "list_weights": "moderncnn.weights",
+    "get_weights_info": "moderncnn.weights",
     "count_flops": "moderncnn.summarize",
     "count_parameters": "moderncnn.summarize",
     "summary": "moderncnn.summarize",

@@ -13,3 +13,7 @@ FLIP_MODES = ("random", "alternate")
 
 # Test-time augmentation views: none, each image and its mirror, or those two at three 1-pixel shifts (airbench).
 TTA_VIEWS = ("none", "flip", "flip-shift")
+
+# torchvision's image file extensions (``torchvision.datasets.folder.IMG_EXTENSIONS``), repeated so that predicting
+# does not import torchvision (a test keeps the two equal).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

@@ -65,6 +65,21 @@ NEXT_STEPS = (
     ),
     ("moderncnn reproduce d2l-ch7", "every chapter-7 network with the book's settings, beside the book's results"),
 )
+# The CIFAR-10 weights the demo points at, in order of preference, when the weights table has one of them.
+CIFAR10_WEIGHTS = ("resnet20-cifar10", "airbench94-cifar10", "resnet_uva-cifar10")
+
+
+def next_steps() -> list[tuple[str, str]]:
+    """The commands the demo suggests: the fixed ones, and a published CIFAR-10 weight on a photo when one ships."""
+    from moderncnn.weights import table
+
+    shipped = [info for info in table().values() if info.dataset == "cifar10"]
+    if not shipped:
+        return list(NEXT_STEPS)
+    rank = {name: i for i, name in enumerate(CIFAR10_WEIGHTS)}
+    best = min(shipped, key=lambda info: (rank.get(info.name, len(rank)), -(info.test_acc or 0)))
+    what = f"our {best.network} trained on CIFAR-10 ({100 * (best.test_acc or 0):.1f}% test) on your photo, no training"
+    return [*NEXT_STEPS, (f"moderncnn predict weights:{best.name} PHOTO.jpg", what)]
 
 
 @dataclass
@@ -175,8 +190,9 @@ def run_demo(
     say(f"exported to ONNX and checked with onnxruntime: {exported}")
 
     say("next:")
-    width = max(len(command) for command, _ in NEXT_STEPS)
-    for command, what in NEXT_STEPS:
+    steps = next_steps()
+    width = max(len(command) for command, _ in steps)
+    for command, what in steps:
         say(f"  {command:<{width}}  # {what}")
     return DemoResult(
         result, evaluation, confusion, time.perf_counter() - started, predicted, right, predictions_png, exported.path

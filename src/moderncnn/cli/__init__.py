@@ -13,11 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from moderncnn.cli import benchmark, data, demo, deploy, inspect, models, runs, serve, train
+from moderncnn.cli import benchmark, data, demo, deploy, inspect, models, runs, serve, sweep, train, weights
 from moderncnn.errors import ModernCNNError
 
 # In the order `moderncnn --help` lists them: try, learn, train, compare, use.
-COMMANDS = (demo, models, data, train, runs, deploy, inspect, serve, benchmark)
+COMMANDS = (demo, models, weights, data, train, runs, sweep, deploy, inspect, serve, benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from moderncnn.cli.options import RUN_HELP
+
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def add_parsers(sub) -> None:
         description="Classify image files with a trained run, preprocessed as in its evaluation. Exit code 0 when "
         "every image was predicted, 1 when some could not be read (they are named on stderr), 2 for a usage error.",
     )
-    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a .ckpt file")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help=RUN_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (recursively)")
     p.add_argument("--top-k", type=int, default=5, help="classes shown per image (default: 5)")
     output = p.add_mutually_exclusive_group()
@@ -47,7 +49,7 @@ def add_parsers(sub) -> None:
         "network on random batches of 1 and 3 images (fails above --tolerance). The preprocessing and class names are "
         "written beside it (OUT.json; preprocessing.json in a Triton model folder).",
     )
-    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a .ckpt file")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help=RUN_HELP)
     p.add_argument(
         "--format",
         required=True,

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from moderncnn.cli.options import RUN_HELP
+
 # moderncnn.inspect.METHODS, repeated so that --help needs no torch (a test keeps the two equal).
 METHODS = ("gradcam", "gradcam++", "saliency", "integrated-gradients")
 
 
 def _checkpoint(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a .ckpt file")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help=RUN_HELP)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
 
 

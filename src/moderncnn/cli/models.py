@@ -27,17 +27,25 @@ def add_parsers(sub) -> None:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from moderncnn.summarize import model_table
+    from moderncnn.weights.table import table as weights_table
 
-    rows = model_table(family=args.family)
+    trained: dict[str, list[str]] = {}
+    for info in weights_table().values():
+        trained.setdefault(info.network, []).append(info.dataset)
+    rows = [{**row, "weights": trained.get(row["name"], [])} for row in model_table(family=args.family)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="moderncnn models", caption="params and FLOPs: 10 classes, one image at the default input")
-    for column in ("name", "family", "variant", "input", "min px", "params", "GFLOPs"):
-        table.add_column(column, justify="left" if column in ("name", "family", "variant") else "right")
+    table = Table(
+        title="moderncnn models",
+        caption="params and FLOPs: 10 classes, one image at the default input; weights: datasets of our trained "
+        "weights (`moderncnn weights`)",
+    )
+    for column in ("name", "family", "variant", "input", "min px", "params", "GFLOPs", "weights"):
+        table.add_column(column, justify="left" if column in ("name", "family", "variant", "weights") else "right")
     for row in rows:
         table.add_row(
             row["name"],
@@ -47,8 +55,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             str(row["min_input_size"]),
             f"{row['params']:,}",
             f"{row['flops'] / 1e9:.3f}",
+            ", ".join(row["weights"]),
         )
-    Console(width=100).print(table)
+    Console(width=120).print(table)
     return 0
 
 

@@ -11,6 +11,9 @@ import yaml
 
 from moderncnn.errors import UsageError
 
+# What a command that uses a trained network takes (every such command takes a published weight too).
+RUN_HELP = "a run directory, a .ckpt file, or published weights: weights:NETWORK-DATASET (see `moderncnn weights`)"
+
 
 def shape(text: str, dims: int = 4, example: str = "1x3x224x224") -> tuple[int, ...]:
     """``"1x1x224x224"`` → ``(1, 1, 224, 224)``; a one-line error for anything else."""

@@ -9,7 +9,7 @@ import sys
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
-    p.add_argument("run", help="a run directory")
+    p.add_argument("run", help="a run directory, or published weights: weights:NETWORK-DATASET")
     p.add_argument("--dataset", help="evaluate on another dataset with the same classes (default: the run's)")
     p.add_argument("--data-dir", help="data root")
     p.add_argument("--split", default="test", help="test or val (default: test)")
@@ -68,7 +68,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         tta=args.tta,
     )
-    title = f"{args.run} ({args.split}, {args.checkpoint}.ckpt)"
+    weights = str(args.run).startswith("weights:")
+    tested = str(args.run) if weights else f"{args.checkpoint}.ckpt"  # a published weight has one checkpoint
+    title = f"{args.run} ({args.split})" if weights else f"{args.run} ({args.split}, {tested})"
     # The figures first, the file after: a location that cannot be written loses no result.
     if args.json:
         out = result.confusion_path(args.out)
@@ -79,10 +81,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console(width=100)
-    tested = f", with {result.views} TTA" if result.tta else ""
-    console.print(
-        f"{args.split} accuracy {result.accuracy:.4f} on {result.images:,} images ({args.checkpoint}.ckpt{tested})"
-    )
+    with_tta = f", with {result.views} TTA" if result.tta else ""
+    console.print(f"{args.split} accuracy {result.accuracy:.4f} on {result.images:,} images ({tested}{with_tta})")
     table = Table()
     table.add_column("class")
     table.add_column("accuracy", justify="right")

@@ -13,7 +13,11 @@ def add_parsers(sub) -> None:
         "writes beside it): POST /predict and /explain, GET /health, /metadata, /metrics, and a page at / to try your "
         "own images. Concurrent requests are batched. Binds to 127.0.0.1 unless --host says otherwise.",
     )
-    p.add_argument("source", metavar="RUN_OR_EXPORT", help="a run directory, a .ckpt file or an .onnx export")
+    p.add_argument(
+        "source",
+        metavar="RUN_OR_EXPORT",
+        help="a run directory, a .ckpt file, an .onnx export or weights:NETWORK-DATASET (see `moderncnn weights`)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument(

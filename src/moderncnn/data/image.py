@@ -38,7 +38,6 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from moderncnn.errors import DataError, UsageError
 
@@ -227,6 +226,13 @@ def image_problem(path: str | os.PathLike, max_pixels: int | None = None) -> str
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... depending on the format
         return f"cannot be read as an image ({type(err).__name__})"
     return size_problem(size, limit, source)
+
+
+def pil_to_tensor(im: Image.Image) -> torch.Tensor:
+    """``(C, H, W)`` pixels of ``im``, copied, in its own dtype: torchvision's ``pil_to_tensor``, here so that reading
+    an image (``predict`` on a published weight) does not import torchvision, which costs as much as torch itself."""
+    pixels = torch.from_numpy(np.array(im, copy=True))
+    return pixels.view(im.size[1], im.size[0], -1).permute(2, 0, 1)
 
 
 def thumbnail(im: Image.Image, size: int) -> torch.Tensor:

@@ -19,8 +19,8 @@ from typing import BinaryIO, NamedTuple
 import torch
 from PIL import UnidentifiedImageError
 from torch import Tensor
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from moderncnn.constants import IMG_EXTENSIONS
 from moderncnn.data.augment import BatchAugment
 from moderncnn.data.image import UnsuitableImage, open_image, read_image, thumbnail
 from moderncnn.engine.checkpoint import checkpoint_path, load_run

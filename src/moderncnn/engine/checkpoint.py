@@ -1,9 +1,11 @@
 """Reading runs back: one safe checkpoint reader, the typed description of a trained network, and its loader.
 
 Everything that uses a trained network (evaluate, predict, export, inspect, serve, the demo) loads it through
-:func:`load_run`, which refuses what it cannot trust in one sentence: an empty, truncated or corrupt file, a file
-holding Python objects beyond tensors (``torch.load(weights_only=True)`` never runs code from it), weights that do
-not fit the settings inside the checkpoint, and a checkpoint whose network differs from its run's ``config.yaml``.
+:func:`load_run`, which also takes a published weight, ``weights:<network>-<dataset>`` (the weights table gives the
+settings and preprocessing a checkpoint holds). It refuses what it cannot trust in one sentence: an empty, truncated
+or corrupt file, a file holding Python objects beyond tensors (``torch.load(weights_only=True)`` never runs code
+from it), weights that do not fit the settings inside the checkpoint, and a checkpoint whose network differs from
+its run's ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import CheckpointError, UsageError
 from moderncnn.registry import create_model, get_model_info
 from moderncnn.rundir import RunDir
+from moderncnn.weights import WeightsInfo, get_weights_info, load_network, weights_name
 
 
 def build_network(config: TrainConfig, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
@@ -83,6 +86,7 @@ class RunInfo:
         mean, std: per-channel normalisation of images scaled to [0, 1].
         input_size: side of the square images the network was trained on.
         checkpoint: the file it was read from.
+        weights: the weights table's entry, when it is a published weight rather than a run.
     """
 
     config: TrainConfig
@@ -93,6 +97,7 @@ class RunInfo:
     std: list[float]
     input_size: int
     checkpoint: Path
+    weights: WeightsInfo | None = None
 
     @property
     def model(self) -> str:
@@ -132,11 +137,16 @@ class LoadedRun(NamedTuple):
     info: RunInfo
 
 
-def checkpoint_path(run_or_ckpt: str | Path, checkpoint: str = "best") -> Path:
-    """``RUN/checkpoints/<checkpoint>.ckpt`` for a run directory, or the path itself for a checkpoint file."""
-    path = Path(run_or_ckpt)
+def checkpoint_path(run_or_ckpt: str | Path, checkpoint: str = "best") -> Path | str:
+    """``RUN/checkpoints/<checkpoint>.ckpt`` for a run directory, or the path itself for a checkpoint file; a
+    published weight's ``weights:NAME`` as it is, once the name is known to the table."""
     if checkpoint not in ("best", "last"):
         raise UsageError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    name = weights_name(run_or_ckpt)
+    if name is not None:
+        get_weights_info(name)  # an unknown name fails here, before the work starts
+        return str(run_or_ckpt)
+    path = Path(run_or_ckpt)
     if path.is_dir():
         ckpt = RunDir(path).checkpoint(checkpoint)
         if not ckpt.is_file():
@@ -148,7 +158,11 @@ def checkpoint_path(run_or_ckpt: str | Path, checkpoint: str = "best") -> Path:
 
 
 def load_run(run_or_ckpt: str | Path, checkpoint: str = "best") -> LoadedRun:
-    """The network of a run directory (its ``best`` or ``last`` checkpoint) or of a checkpoint file."""
+    """The network of a run directory (its ``best`` or ``last`` checkpoint), of a checkpoint file, or of a
+    published weight (``weights:<network>-<dataset>``)."""
+    name = weights_name(run_or_ckpt)
+    if name is not None:
+        return load_published(name)
     path = checkpoint_path(run_or_ckpt, checkpoint)
     raw = load_checkpoint(path)
     info = RunInfo.from_checkpoint(raw, path)
@@ -158,6 +172,25 @@ def load_run(run_or_ckpt: str | Path, checkpoint: str = "best") -> LoadedRun:
     state = {k[len(prefix) :]: v for k, v in raw["state_dict"].items() if k.startswith(prefix)}
     load_weights(net, state, path, info.model)
     return LoadedRun(net.eval(), info)
+
+
+def load_published(name: str) -> LoadedRun:
+    """A published weight as a trained run: the network, and its settings and preprocessing from the table."""
+    weights = get_weights_info(name)
+    net = load_network(weights)
+    config = TrainConfig.from_dict({**weights.config, "model": weights.network})
+    info = RunInfo(
+        config,
+        weights.num_classes,
+        weights.in_channels,
+        list(weights.class_names),
+        list(weights.mean),
+        list(weights.std),
+        weights.input_size,
+        Path(f"weights:{weights.name}"),
+        weights,
+    )
+    return LoadedRun(net, info)
 
 
 def load_weights(net: nn.Module, state: dict, path: Path, model: str) -> None:

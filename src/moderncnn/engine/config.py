@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from moderncnn.constants import AUGMENT_PRESETS, FLIP_MODES, TTA_VIEWS
-from moderncnn.errors import ConfigError
+from moderncnn.errors import ConfigError, UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("none", "multistep", "cosine", "onecycle", "linear")
@@ -82,6 +82,14 @@ class TrainConfig:
         0.0, "CutMix's alpha: a box of one image pasted into another, labels by area (0: off; with --mixup, either)"
     )
     cutout: int = setting(0, "side in pixels of a square blanked at a random place in each training image (0: off)")
+    jpeg: float = setting(
+        0.0,
+        "fraction of training batches re-encoded as JPEG at a random quality (torchvision's v2.JPEG; 0: off, 1: "
+        "every batch): robustness to the JPEG files users have",
+    )
+    jpeg_quality: list[int] = setting(
+        help="lowest and highest JPEG quality drawn (default: 50 95)", factory=lambda: [50, 95]
+    )
     ema: float = setting(
         0.0, "decay of an average of the weights used to validate, test and save the network (0: off; e.g. 0.999)"
     )
@@ -120,7 +128,13 @@ class TrainConfig:
         "convolution over RGB",
         const="imagenet",
     )
-    freeze_backbone: bool = setting(False, "train only the classifier (needs --pretrained)")
+    init_from: str | None = setting(
+        None,
+        "start from our published weights (weights:NETWORK-DATASET, see `moderncnn weights`; MODEL defaults to its "
+        "network): every tensor, but a classifier for another class count starts fresh; the weights' normalisation "
+        "is kept when the channels match",
+    )
+    freeze_backbone: bool = setting(False, "train only the classifier (needs --pretrained or --init-from)")
     precision: str = setting(
         "auto",
         "numeric precision (auto: bf16 where the CPU or GPU computes it natively, fp16 on older tensor-core GPUs, "
@@ -240,6 +254,11 @@ class TrainConfig:
             (self.mixup >= 0, f"mixup must be 0 (off) or a positive alpha, got {self.mixup}"),
             (self.cutmix >= 0, f"cutmix must be 0 (off) or a positive alpha, got {self.cutmix}"),
             (self.cutout >= 0, f"cutout must be 0 (off) or a side in pixels, got {self.cutout}"),
+            (0 <= self.jpeg <= 1, f"jpeg must be a fraction of batches in [0, 1] (0: off), got {self.jpeg}"),
+            (
+                len(self.jpeg_quality) == 2 and 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
+                f"jpeg_quality must be two qualities LOW HIGH with 1 <= LOW <= HIGH <= 100, got {self.jpeg_quality}",
+            ),
             (0 <= self.ema < 1, f"ema must be a decay in [0, 1) (0: off; e.g. 0.999), got {self.ema}"),
             (self.gamma > 0, f"gamma must be positive, got {self.gamma}"),
             (all(m >= 1 for m in self.milestones), f"milestones must be epochs (1 or more), got {self.milestones}"),
@@ -276,8 +295,12 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         checkpoint_interval(self.checkpoint_every)  # its own one-line error
-        if self.freeze_backbone and not self.pretrained:
-            raise ConfigError("freeze_backbone needs pretrained weights (--pretrained or --pretrained PATH)")
+        if self.freeze_backbone and not (self.pretrained or self.init_from):
+            raise ConfigError(
+                "freeze_backbone needs pretrained weights (--pretrained, --pretrained PATH or --init-from)"
+            )
+        if self.init_from:
+            self._check_init_from()
         if self.pretrained == "imagenet":
             from moderncnn.models.pretrained import supports_pretrained
 
@@ -288,6 +311,21 @@ class TrainConfig:
                     "weights file path"
                 )
         return self
+
+    def _check_init_from(self) -> None:
+        from moderncnn.weights import get_weights_info
+
+        if self.pretrained:
+            raise ConfigError("init_from and pretrained both give the starting weights; use one")
+        try:
+            weights = get_weights_info(self.init_from)
+        except UsageError as err:
+            raise ConfigError(f"init_from: {err}") from None
+        if weights.network != self.model:
+            raise ConfigError(
+                f"init_from {self.init_from} holds a {weights.network}, not a {self.model}; train {weights.network} "
+                "(leave MODEL out to take the weights' network), or pick weights of this network"
+            )
 
 
 _TIME_UNITS = {"s": 1, "min": 60, "h": 3600}
@@ -459,6 +497,10 @@ def config_from(model: str | None = None, config_file: str | Path | None = None,
     ``config.yaml``, with ``overrides`` (``None`` values ignored) winning either way; ``model`` may swap the network
     of a config file."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    if not model and config_file is None and given.get("init_from"):
+        from moderncnn.weights import get_weights_info
+
+        model = get_weights_info(given["init_from"]).network  # fine-tuning names its network through its weights
     if config_file is not None:
         values = {**TrainConfig.load(config_file).to_dict(), **given}
         if model:

@@ -21,6 +21,7 @@ from moderncnn.data.folder import FolderSplit
 from moderncnn.data.loader import ResumableDataLoader, ShardSampler
 from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import ConfigError
+from moderncnn.weights import get_weights_info
 
 
 def _note(line: str) -> None:
@@ -77,6 +78,10 @@ class ImageDataModule(L.LightningDataModule):
                         f"{self.dataset.channels}; give one value per channel or leave them out"
                     )
                 self.mean, self.std = list(self.cfg.mean), list(self.cfg.std)
+            elif self.cfg.init_from and get_weights_info(self.cfg.init_from).in_channels == self.dataset.channels:
+                # Fine-tuning our weights: the first layer expects the normalisation they were trained with.
+                weights = get_weights_info(self.cfg.init_from)
+                self.mean, self.std = list(weights.mean), list(weights.std)
             elif self.cfg.pretrained and self.dataset.channels == 3:
                 # ImageNet weights expect ImageNet's normalisation (as torchvision's weights' transforms apply it).
                 self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
@@ -112,6 +117,8 @@ class ImageDataModule(L.LightningDataModule):
                 train=train,
                 generator=torch.Generator(device=device),
                 cutout=self.cfg.cutout,
+                jpeg=self.cfg.jpeg,
+                jpeg_quality=self.cfg.jpeg_quality,
                 flip=self.cfg.flip,
                 flip_seed=self.cfg.seed,
             )
@@ -133,7 +140,14 @@ class ImageDataModule(L.LightningDataModule):
                 "use --flip random, or --cache for this folder"
             )
         transform = reference_transform(
-            preset, mean=self.mean, std=self.std, resize=self.resize, train=train, cutout=self.cfg.cutout
+            preset,
+            mean=self.mean,
+            std=self.std,
+            resize=self.resize,
+            train=train,
+            cutout=self.cfg.cutout,
+            jpeg=self.cfg.jpeg,
+            jpeg_quality=self.cfg.jpeg_quality,
         )
         split = FolderSplit(split.samples, split.channels, transform)
         sampler = ShardSampler(len(split), shuffle=train, seed=seed, rank=rank, world_size=world, even=train)

@@ -13,7 +13,7 @@ from moderncnn.engine.config import TrainConfig, tta_views
 from moderncnn.engine.optim import build_optimizer, lr_factor, parameter_groups  # noqa: F401  (parameter_groups: public here too)
 from moderncnn.engine.speed import parse_switch
 from moderncnn.errors import TrainingError
-from moderncnn.models.pretrained import backbone_parameters, load_pretrained
+from moderncnn.models.pretrained import backbone_parameters, fit_state_dict, load_pretrained
 from moderncnn.registry import get_model_info
 
 
@@ -29,6 +29,16 @@ def initialise(model: nn.Module, scheme: str) -> None:
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def init_from_weights(net: nn.Module, model: str, name: str):
+    """Load our published weights ``name`` into ``net`` (the registry's ``model``): every tensor, but a classifier for
+    another class count keeps its initialisation (as torchvision's ImageNet weights are adapted)."""
+    from moderncnn.weights import get_weights_info, load_state_dict
+
+    weights = get_weights_info(name)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(weights).items()}
+    return fit_state_dict(net, model, state, f"weights:{weights.name}")
 
 
 def batch_mixer(mixup: float, cutmix: float, num_classes: int) -> v2.Transform | None:
@@ -79,6 +89,8 @@ class ImageClassifier(L.LightningModule):
         self.pretrained_report = ""
         if self.cfg.pretrained and load_weights:  # not when resuming: the checkpoint has the weights
             self.pretrained_report = str(load_pretrained(self.net, self.cfg.model, self.cfg.pretrained))
+        elif self.cfg.init_from and load_weights:
+            self.pretrained_report = str(init_from_weights(self.net, self.cfg.model, self.cfg.init_from))
         if self.cfg.freeze_backbone:
             for p in backbone_parameters(self.net, self.cfg.model):
                 p.requires_grad_(False)

@@ -117,6 +117,7 @@ def train(
     resume: str | Path | None = None,
     epochs: int | None = None,
     quiet: bool = False,
+    callbacks: tuple = (),
 ) -> RunResult:
     """Train, validate every epoch, test at the end; return the summary.
 
@@ -129,6 +130,8 @@ def train(
             that stopped before its first checkpoint starts again from its ``config.yaml``.
         epochs: with ``resume``, continue a run (finished or not) to this many epochs in all.
         quiet: no progress bar (for logs and CI).
+        callbacks: more Lightning callbacks, called after the run's own (a sweep's pruning callback sees each epoch
+            once its row and checkpoint are written).
     """
     if resume is None:
         if config is None:
@@ -160,7 +163,7 @@ def train(
                 ckpt_path = None
             config.run_dir = str(run)
             try:
-                return _fit(config, run, ckpt_path, quiet)
+                return _fit(config, run, ckpt_path, quiet, callbacks)
             except SIGTERMException:
                 # Lightning stops at the next step and raises a SystemExit with code 0, which a scheduler reads as
                 # success. The recorder has said how to resume; the exit status is the shell's for SIGTERM.
@@ -301,7 +304,7 @@ def classifier(config: TrainConfig, data: ImageDataModule, load_weights: bool = 
     )
 
 
-def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) -> RunResult:
+def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, callbacks: tuple = ()) -> RunResult:
     data, extra = prepare(config, quiet)
     check_data(config, data.dataset)  # before anything is written
     with torch.device("meta"):  # the architecture only, no weights allocated
@@ -314,7 +317,7 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool) 
 
     every = checkpoint_interval(config.checkpoint_every)
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves, checkpoint_every=every)
-    trainer = _trainer(config, run, recorder, quiet, extra)
+    trainer = _trainer(config, run, recorder, quiet, [*extra, *callbacks])
     model = classifier(config, data, load_weights=ckpt_path is None)
     if ckpt_path is None:
         init_from_data(model, data)

@@ -107,7 +107,8 @@ INCEPTION_V1 = {
     "5b": (832, 384, (192, 384), (48, 128), 128),
 }
 
-# The UvA tutorial's blocks for 32 px images, same tuple layout; "M" is a 3x3/2 max pool.
+# The UvA tutorial's blocks for 32 px images, same tuple layout (the input channels are those the default widths give;
+# `GoogLeNetUvA` derives them from the block before); "M" is a 3x3/2 max pool.
 INCEPTION_UVA = [
     (64, 16, (32, 32), (16, 8), 8),
     (64, 24, (32, 48), (16, 12), 12),
@@ -209,18 +210,53 @@ class GoogLeNetD2L(nn.Sequential):
 
 
 class GoogLeNetUvA(nn.Sequential):
-    """The UvA tutorial's GoogLeNet for 32 px images: ``stem``, ``blocks``, ``head``."""
+    """The UvA tutorial's GoogLeNet for 32 px images: ``stem``, ``blocks``, ``head``.
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+    The channel options scale the tutorial's channel counts (``INCEPTION_UVA``) branch by branch, so that a search can
+    move capacity between the branches; the defaults build the tutorial's network. Each block takes the channels the
+    block before it concatenates.
+
+    Args:
+        num_classes: classifier outputs.
+        in_channels: image channels.
+        stem_channels: output channels of the 3x3 stem (64 in the tutorial).
+        width_1x1: factor on the 1x1 branch's output channels.
+        width_3x3: factor on the 3x3 branch's output channels.
+        width_5x5: factor on the 5x5 branch's output channels.
+        width_pool: factor on the pooling branch's output channels.
+        width_reduce: factor on the 1x1 reductions in front of the 3x3 and 5x5 convolutions.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem_channels: int = 64,
+        width_1x1: float = 1.0,
+        width_3x3: float = 1.0,
+        width_5x5: float = 1.0,
+        width_pool: float = 1.0,
+        width_reduce: float = 1.0,
+    ):
+        def scaled(channels: int, factor: float) -> int:
+            return max(1, round(channels * factor))
+
         conv = partial(ConvBNAct, bias=True)
-        blocks = [
-            nn.MaxPool2d(3, stride=2, padding=1) if cfg == "M" else Inception(*cfg, conv=conv) for cfg in INCEPTION_UVA
-        ]
+        blocks, channels = [], stem_channels
+        for cfg in INCEPTION_UVA:
+            if cfg == "M":
+                blocks.append(nn.MaxPool2d(3, stride=2, padding=1))
+                continue
+            _, c1, (r2, c2), (r3, c3), c4 = cfg
+            c1, c2, c3, c4 = scaled(c1, width_1x1), scaled(c2, width_3x3), scaled(c3, width_5x5), scaled(c4, width_pool)
+            reduce2, reduce3 = scaled(r2, width_reduce), scaled(r3, width_reduce)
+            blocks.append(Inception(channels, c1, (reduce2, c2), (reduce3, c3), c4, conv=conv))
+            channels = c1 + c2 + c3 + c4
         super().__init__(
             OrderedDict(
-                stem=conv(in_channels, 64, 3),
+                stem=conv(in_channels, stem_channels, 3),
                 blocks=nn.Sequential(*blocks),
-                head=nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(128, num_classes)),
+                head=nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(channels, num_classes)),
             )
         )
         init_kaiming(self, mode="fan_in")

@@ -89,6 +89,13 @@ def load_pretrained(model: nn.Module, name: str, source: str) -> PretrainedRepor
     Weights of parts ``model`` lacks (GoogLeNet's auxiliary heads when they are off) are ignored.
     """
     state = pretrained_state_dict(name, source)
+    label = f"torchvision's ImageNet weights for {name}" if source == IMAGENET else str(source)
+    return fit_state_dict(model, name, state, label)
+
+
+def fit_state_dict(model: nn.Module, name: str, state: dict[str, torch.Tensor], label: str) -> PretrainedReport:
+    """Load ``state`` into ``model`` (the registry's ``name``), adapted as :func:`load_pretrained` describes;
+    ``label`` names the weights in errors and the report."""
     own = model.state_dict()
     classifier = get_model_info(name).classifier
     first_conv = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
@@ -112,9 +119,8 @@ def load_pretrained(model: nn.Module, name: str, source: str) -> PretrainedRepor
     problems += [f"{key} unexpected" for key in state if key not in own and key.split(".")[0] not in OPTIONAL_HEADS]
     if problems:
         shown = ", ".join(problems[:3]) + (", ..." if len(problems) > 3 else "")
-        raise ModelError(f"the weights from {source} do not fit {name}: {len(problems)} tensors ({shown})")
+        raise ModelError(f"the weights from {label} do not fit {name}: {len(problems)} tensors ({shown})")
     model.load_state_dict(adapted, strict=False)
-    label = f"torchvision's ImageNet weights for {name}" if source == IMAGENET else str(source)
     return PretrainedReport(label, len(adapted), new_classifier, summed)
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from moderncnn.errors import UsageError
-from moderncnn.plotting import pyplot, save_figure
+from moderncnn.plotting import save_figure
 from moderncnn.rundir import RunDir, find_runs
 
 # What each budget means for the published figures, said in the report's header.
@@ -325,42 +325,9 @@ def _published_key(columns: list[dict], ours: str) -> str | None:
 
 
 def _plot(records: list[RunRecord], columns: list[dict], plot_path: Path, curves_path: Path) -> None:
-    plt = pyplot()
-    from matplotlib.ticker import MaxNLocator, NullFormatter
+    from moderncnn.reports.figures import comparison_figure, curves_figure
 
     # The first published test accuracy and examples/sec of the recipe, drawn as hollow markers beside ours.
     their_acc, their_speed = _published_key(columns, "test_acc"), _published_key(columns, "examples_per_sec")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, attr, label in (
-        (axes[0], "params", "parameters"),
-        (axes[1], "examples_per_sec", "training examples/sec"),
-    ):
-        for i, r in enumerate(records):
-            color = f"C{i % 10}"
-            x = getattr(r, attr)
-            ax.scatter(x, r.test_acc, color=color, label="ours" if i == 0 else None)
-            ax.annotate(r.model, (x, r.test_acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
-            acc = r.published.get(their_acc) if their_acc else None
-            theirs_x = x if attr == "params" else (r.published.get(their_speed) if their_speed else None)
-            if acc is not None and theirs_x is not None:
-                ax.scatter(theirs_x, acc, facecolors="none", edgecolors=color, label="published" if i == 0 else None)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(label + " (log scale)")
-        ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("test accuracy")
-    if their_acc:
-        axes[0].legend(fontsize=8)
-    fig.suptitle(f"test accuracy vs size and speed ({', '.join(sorted({r.device for r in records}))})", fontsize=10)
-    save_figure(fig, plot_path)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in records:
-        if r.curve:
-            ax.plot(range(1, len(r.curve) + 1), r.curve, marker="o", markersize=3, label=r.model)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    save_figure(fig, curves_path)
+    save_figure(comparison_figure(records, their_acc, their_speed), plot_path)
+    save_figure(curves_figure(records), curves_path)

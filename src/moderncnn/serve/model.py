@@ -186,7 +186,7 @@ def _load_torch(source: Path, checkpoint: str) -> ServedModel:
         backend="torch",
         source=str(source),
         parameters=sum(p.numel() for p in net.parameters()),
-        test_accuracy=_test_accuracy(run),
+        test_accuracy=info.weights.test_acc if info.weights is not None else _test_accuracy(run),
         net=net,
     )
 
