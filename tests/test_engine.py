@@ -205,7 +205,7 @@ def test_tampered_and_foreign_checkpoints_are_refused(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["lenet", "--optimizer", "rmsprop"], "optimizer must be one of sgd, adam, adamw, got 'rmsprop'"),
+        (["lenet", "--optimizer", "rmsprop"], "optimizer must be one of sgd, adam, adamw, muon, got 'rmsprop'"),
         (["lenet", "--lr", "-0.1"], "lr must be positive, got -0.1"),
         (["lenet", "--batch-size", "0"], "batch_size must be at least 1, got 0"),
         (["lenet", "--augment", "autoaugment"], "augment must be one of none, d2l, cifar, uva"),
