@@ -174,7 +174,8 @@ def test_one_cycle_rises_then_anneals(tmp_path):
 
 
 def test_both_bundled_recipes_have_a_fast_budget_for_every_network():
-    for recipe in list_recipes():
+    # The book and the tutorial; the speed-run paper's own settings are already its fast ones (full and smoke only).
+    for recipe in [r for r in list_recipes() if r.name != "airbench"]:
         assert "fast" in recipe.budgets, recipe.name
         if recipe.name == "uva-tutorial5":
             for cfg in recipe.configs("fast"):

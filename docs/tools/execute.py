@@ -44,6 +44,8 @@ def missing_feature(source: Path) -> str | None:
             return f"{source.stem} needs the network {name!r}, which this version of moderncnn does not register"
         if kind == "api" and name not in mc._EXPORTS:
             return f"{source.stem} needs moderncnn.{name}, which this version of moderncnn does not have"
+        if kind == "weights" and name not in getattr(mc, "list_weights", list)():
+            return f"{source.stem} needs the published weights {name!r}, which this version of moderncnn does not ship"
         if kind == "recipe" and name not in {recipe.name for recipe in list_recipes()}:
             return f"{source.stem} needs the bundled recipe {name!r}, which this version of moderncnn does not have"
     return None

@@ -17,6 +17,7 @@
 
 # %%
 # requires: api list_weights
+# requires: weights resnet20-cifar10
 from pathlib import Path
 
 import _tutorial as page

@@ -11,6 +11,7 @@ import yaml
 
 from moderncnn.errors import UsageError
 from moderncnn.files import write_text
+from moderncnn.rundir import RunDir
 from moderncnn.sweep.worker import SWEEP_FILE
 
 # Optuna's matplotlib figures: file name, function in optuna.visualization.matplotlib.
@@ -145,7 +146,7 @@ def best_config(report: SweepReport) -> Path:
     if not report.ranked:
         raise UsageError(f"{report.out} has no finished trial yet; run the sweep first (or let it finish one)")
     best = report.ranked[0]
-    values = TrainConfig.load(Path(best["run_dir"]) / "config.yaml").to_dict()
+    values = TrainConfig.load(RunDir(best["run_dir"]).config).to_dict()
     # The speed choices resolved for the trial's worker (a share of the threads) go back to the base's settings or
     # the defaults; the batch limit that kept trials short goes; the retrain's settings win.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in _SPEED}

@@ -8,7 +8,6 @@ when the study holds its number of trials. The same command on other machines ag
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
@@ -20,6 +19,7 @@ import yaml
 
 from moderncnn.errors import ConfigError, TrainingError, UsageError
 from moderncnn.files import ensure_writable, write_text
+from moderncnn.rundir import RunDir
 from moderncnn.sweep.spec import SweepSpec
 from moderncnn.sweep.storage import default_storage, fail_dead_trials, open_storage, owner
 
@@ -259,7 +259,7 @@ class Objective:
         except TrainingError as err:
             self.log(f"trial {trial.number}: failed: {err}")
             raise
-        results = json.loads((run / "results.json").read_text())
+        results = RunDir(run).read_results()
         value = float(results[self.spec.objective])
         self.log(f"trial {trial.number}: {self.spec.objective} {value:.4f} ({time.perf_counter() - started:.0f} s)")
         return value
