@@ -3,7 +3,7 @@
 A run compiles the network three times: the training graph, the evaluation graph (BatchNorm in eval mode, no
 gradients) and, for the last evaluation batch of another size, a dynamic-shape graph. This script times each
 first compiled call against the same call in eager mode, and the steady training step of both, then prints
-``compile seconds / per-step gain``: the break-even behind ``COMPILE_MIN_STEPS`` in ``moderncnn.engine.speed``.
+``compile seconds / per-step gain``: the break-even behind ``COMPILE_MIN_STEPS`` in ``moderncnn.run.speed``.
 
     python benchmarks/compile_break_even.py [--model resnet20] [--batch-size 128] [--precision bf16-mixed] [--warm]
 
@@ -89,9 +89,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15, help="timed steady training steps (the fastest counts)")
     parser.add_argument("--warm", action="store_true", help="use the existing inductor cache")
     args = parser.parse_args()
-    from moderncnn.engine.config import default_settings
-    from moderncnn.engine.speed import resolve
     from moderncnn.engine.threads import machine_busy_seconds
+    from moderncnn.run.config import default_settings
+    from moderncnn.run.speed import resolve
 
     before = machine_busy_seconds()
     time.sleep(2)

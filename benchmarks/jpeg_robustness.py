@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from moderncnn.engine import config_from, train
-    from moderncnn.engine.checkpoint import load_run
     from moderncnn.reproduce.publish import JPEG_QUALITIES, _test_split, jpeg_images, predictions
-    from moderncnn.reproduce.recipes import recipe_settings
+    from moderncnn.run.checkpoint import load_run
+    from moderncnn.run.recipes import recipe_settings
     from moderncnn.rundir import RunDir
 
     rows = []

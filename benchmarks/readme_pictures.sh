@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from moderncnn.data import load_dataset
-from moderncnn.engine.config import TrainConfig
+from moderncnn.run.config import TrainConfig
 
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 config = TrainConfig.load(run / "config.yaml")

@@ -125,7 +125,7 @@ def main() -> None:
         worker(args)
         return
     if args.precision == "auto":
-        from moderncnn.engine.speed import resolve
+        from moderncnn.run.speed import resolve
 
         args.precision = resolve("auto", compile="false").precision
     settings = args.settings.split(",")

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from moderncnn import cli
-from moderncnn.engine.checkpoint import load_checkpoint, load_run
-from moderncnn.engine.config import TrainConfig, config_from, make_config, resolve_resize
 from moderncnn.errors import CheckpointError, ConfigError, ModernCNNError
+from moderncnn.run.checkpoint import load_checkpoint, load_run
+from moderncnn.run.config import TrainConfig, config_from, make_config
+from moderncnn.run.plan import resolve_resize
 from moderncnn.rundir import RunDir
 
 HEAVY = ("torch", "lightning", "matplotlib", "torchvision", "onnx")

@@ -17,9 +17,9 @@ from moderncnn.data import folder as folder_module
 from moderncnn.data.cache import cache_folder
 from moderncnn.data.folder import FolderSplit
 from moderncnn.engine import config_from, load_run, make_config, train
-from moderncnn.engine.config import resolve_resize
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.errors import DataError
+from moderncnn.run.plan import data_options, resolve_resize
 
 
 def make_folder(root: Path, per_class: int = 6, sizes=((10, 12),), fmt: str = "png") -> None:
@@ -164,7 +164,8 @@ def test_cached_folder_trains_and_tests_like_the_dataloader_path(tmp_path, preci
     net, info = load_run(cached.run_dir, "last")
     outputs = {}
     for cache in (True, False):
-        data = ImageDataModule(make_config(cache=cache, **settings))
+        config = make_config(cache=cache, **settings)
+        data = ImageDataModule(config.dataset, **data_options(config))
         data.setup("test")
         data.mean, data.std = info.mean, info.std
         assert isinstance(data.dataset.splits["test"], Split) == cache
@@ -173,6 +174,10 @@ def test_cached_folder_trains_and_tests_like_the_dataloader_path(tmp_path, preci
             outputs[cache] = (torch.cat([net(x) for x, _ in batches]), torch.cat([y for _, y in batches]))
     assert torch.equal(outputs[True][1], outputs[False][1])
     torch.testing.assert_close(outputs[True][0], outputs[False][0], atol=0.05, rtol=0.01)
+
+
+def module_for(config, **options) -> ImageDataModule:
+    return ImageDataModule(config.dataset, **data_options(config), **options)
 
 
 def folder_module_config(tmp_path, **overrides):
@@ -185,12 +190,12 @@ def test_automatic_default_caches_a_small_folder_and_decodes_it_once(tmp_path, c
     make_folder(tmp_path / "photos")
     config = folder_module_config(tmp_path)
     assert config.cache is None  # the default: automatic
-    data = ImageDataModule(config, folder_size=28)
+    data = ImageDataModule(config.dataset, **data_options(config), folder_size=28)
     data.setup("fit")
     assert all(isinstance(s, Split) for s in data.dataset.splits.values()) and len(count_decodes) == 12
     (cache_file,) = (tmp_path / "data" / "cache").glob("*.npy")
     written = cache_file.stat().st_mtime_ns
-    again = ImageDataModule(folder_module_config(tmp_path), folder_size=28)
+    again = module_for(folder_module_config(tmp_path), folder_size=28)
     again.setup("fit")
     assert all(isinstance(s, Split) for s in again.dataset.splits.values())
     assert len(count_decodes) == 12 and cache_file.stat().st_mtime_ns == written  # read, not decoded or rewritten
@@ -203,7 +208,7 @@ def test_no_cache_flag_keeps_the_dataloader_path(tmp_path, count_decodes):
         + ["--no-cache"]
     )
     config = config_from(args.model, None, **{name: getattr(args, name) for name in args.settings})
-    data = ImageDataModule(config, folder_size=28)
+    data = ImageDataModule(config.dataset, **data_options(config), folder_size=28)
     data.setup("fit")
     assert all(isinstance(s, FolderSplit) for s in data.dataset.splits.values())
     assert not count_decodes and not (tmp_path / "data" / "cache").exists()
@@ -212,22 +217,22 @@ def test_no_cache_flag_keeps_the_dataloader_path(tmp_path, count_decodes):
 def test_over_the_budget_the_default_falls_back_with_a_message_and_cache_refuses(tmp_path, monkeypatch, capsys):
     make_folder(tmp_path / "photos")  # 12 images of 3x10x12 bytes
     monkeypatch.setattr(cache_module, "memory_budget", lambda: 12 * 3 * 10 * 12 - 1)
-    data = ImageDataModule(folder_module_config(tmp_path), folder_size=28)
+    data = module_for(folder_module_config(tmp_path), folder_size=28)
     data.setup("fit")
     assert all(isinstance(s, FolderSplit) for s in data.dataset.splits.values())
     assert "over the cache budget" in capsys.readouterr().err
     with pytest.raises(DataError, match="over the cache budget"):
-        ImageDataModule(folder_module_config(tmp_path, cache=True), folder_size=28).setup("fit")
+        module_for(folder_module_config(tmp_path, cache=True), folder_size=28).setup("fit")
 
 
 def test_mixed_sizes_are_resized_to_the_network_input_and_said_once(tmp_path, capsys):
     make_folder(tmp_path / "photos", sizes=((10, 12), (16, 16), (9, 20)))
     config = folder_module_config(tmp_path)
-    data = ImageDataModule(config, folder_size=resolve_resize(config, None))  # as train does: LeNet's 28 px
+    data = module_for(config, folder_size=resolve_resize(config, None))  # as train does: LeNet's 28 px
     data.setup("fit")
     assert data.dataset.splits["train"].images.shape[1:] == (3, 28, 28)
     assert capsys.readouterr().err.count("resized once to 28x28") == 1
-    ImageDataModule(config, folder_size=28).setup("fit")  # read from the cache: still said, once
+    module_for(config, folder_size=28).setup("fit")  # read from the cache: still said, once
     assert capsys.readouterr().err.count("resized once to 28x28") == 1
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from moderncnn.cli import main
-from moderncnn.engine.config import TrainConfig, check_type, make_config
 from moderncnn.errors import ConfigError
+from moderncnn.run.config import TrainConfig, check_type, make_config
 
 POOL = ["ten", "", 1.5, -3, 0, True, None, [1], ["a"], {"a": 1}, 1e9]
 

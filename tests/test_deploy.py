@@ -17,7 +17,7 @@ import moderncnn as mc
 from moderncnn.cli import main
 from moderncnn.deploy import ExportError, export, export_module, predict
 from moderncnn.engine import make_config, train
-from moderncnn.engine.checkpoint import load_run
+from moderncnn.run.checkpoint import load_run
 
 export_module_file = importlib.import_module("moderncnn.deploy.export")  # the function `export` shadows the module
 

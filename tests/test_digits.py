@@ -13,6 +13,7 @@ from moderncnn.data import DataError, dataset_stats, load_dataset
 from moderncnn.data import datasets as ds_module
 from moderncnn.engine import make_config
 from moderncnn.engine.datamodule import ImageDataModule
+from moderncnn.run.plan import data_options
 
 # The documented split: a fixed stratified test split of 36 images per class, 180 of the rest for validation.
 SIZES = {"train": 1257, "val": 180, "test": 360}
@@ -92,7 +93,7 @@ def test_content_is_verified_and_options_are_refused(monkeypatch):
 
 def test_device_resident_loader_upsamples_to_the_resize_setting(no_data_root):
     config = make_config("lenet_bn", dataset="digits", val_size=180, resize=28, batch_size=64, accelerator="cpu")
-    data = ImageDataModule(config)
+    data = ImageDataModule(config.dataset, **data_options(config))
     data.setup("fit")
     images, labels = next(iter(data.train_dataloader()))
     assert images.shape == (64, 1, 28, 28) and images.dtype == torch.float32 and labels.shape == (64,)

@@ -48,7 +48,7 @@ def test_generated_reference_matches_the_code(site):
         assert command in cli
     assert "--batch-size" in cli and "--recipe" in cli
     api = (site / "reference" / "api.html").read_text()
-    public = ["registry.create_model", "registry.list_models", "summarize.summary", "engine.config.TrainConfig",
+    public = ["registry.create_model", "registry.list_models", "summarize.summary", "run.config.TrainConfig",
               "engine.training.train", "deploy.predict.predict", "deploy.export.export_module", "inspect"]  # fmt: skip
     if "list_weights" in mc._EXPORTS:
         public.append(f"{mc._EXPORTS['list_weights'].removeprefix('moderncnn.')}.list_weights")

@@ -1,6 +1,7 @@
 """Training runs on generated data: the run directory, determinism, resume after SIGKILL, refusals and errors."""
 
 import csv
+import dataclasses
 import json
 import os
 import pickle
@@ -76,8 +77,7 @@ def test_same_seed_same_metrics_and_config_repeats_the_run(tmp_path):
     train(config(tmp_path, "a", deterministic=True), quiet=True)
     train(config(tmp_path, "b", deterministic=True), quiet=True)
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
-    repeated = TrainConfig.load(tmp_path / "a" / "config.yaml")
-    repeated.run_dir = str(tmp_path / "c")
+    repeated = dataclasses.replace(TrainConfig.load(tmp_path / "a" / "config.yaml"), run_dir=str(tmp_path / "c"))
     train(repeated, quiet=True)
     assert metrics(tmp_path / "c") == metrics(tmp_path / "a")
     train(config(tmp_path, "d", seed=7, deterministic=True), quiet=True)
@@ -337,7 +337,7 @@ def test_a_fixed_input_network_is_built_for_the_resize_it_trains_at(tmp_path):
         "model": "alexnet_d2l",
     }
     run = train(TrainConfig.from_dict(settings), quiet=True)
-    from moderncnn.engine.checkpoint import load_run
+    from moderncnn.run.checkpoint import load_run
 
     net, info = load_run(run.run_dir / "checkpoints" / "last.ckpt")
     assert info.input_size == 65 and net(torch.zeros(2, 1, 65, 65)).shape == (2, 10)

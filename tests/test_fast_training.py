@@ -4,6 +4,7 @@ one-cycle schedule, the recipes' ``fast`` budgets, ``train --recipe`` and ``lr-f
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ from moderncnn.engine.averaging import ema_update
 from moderncnn.engine.evaluate import evaluate
 from moderncnn.engine.module import ImageClassifier, batch_mixer, parameter_groups
 from moderncnn.errors import UsageError
-from moderncnn.models import create_model
-from moderncnn.reproduce.recipes import list_recipes, load_recipe, read_recipe, recipe_settings
+from moderncnn.registry import create_model
+from moderncnn.run.recipes import list_recipes, load_recipe, read_recipe, recipe_settings
 
 DATA = "synthetic:image_size=28,num_train=1200,num_test=300,num_classes=4"
 
@@ -241,10 +242,12 @@ def yaml_load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def test_lr_find_writes_its_plot_and_values(tmp_path):
+def test_lr_find_writes_its_plot_and_values(tmp_path, monkeypatch):
     from moderncnn.engine.lr_find import lr_find
 
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     result = lr_find(make_config("lenet_bn", dataset=DATA, momentum=0.9), steps=30, out=tmp_path / "lr.png", quiet=True)
+    assert "TQDM_DISABLE" not in os.environ  # quiet switched tqdm off while it ran, and left the variable as found
     assert result.plot.is_file() and result.plot.stat().st_size > 1000
     with open(result.table, newline="") as f:
         rows = list(csv.DictReader(f))

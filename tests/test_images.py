@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from moderncnn.data.folder import decode, load_image_folder
-from moderncnn.data.image import PIXEL_LIMIT_ENV, UnsuitableImage, pixel_limit, read_image
+from moderncnn.data.image import PIXEL_LIMIT_ENV, UnreadableImage, pixel_limit, read_file, read_image
 from moderncnn.deploy import plot_predictions, predict
-from moderncnn.deploy.predict import THUMBNAIL_SIZE, read_file
+from moderncnn.deploy.predict import THUMBNAIL_SIZE
 from moderncnn.engine import make_config, train
 from moderncnn.errors import OutputError, UsageError
 
@@ -85,7 +85,7 @@ def test_high_bit_depth_images_arrive_scaled_by_their_range(tmp_path, kind, chan
 )
 def test_float_pixels_outside_their_range_are_refused_not_clipped(tmp_path, values, expected):
     path = save_float_tiff(tmp_path / "f.tif", values)
-    with pytest.raises(UnsuitableImage, match=expected) as caught:
+    with pytest.raises(UnreadableImage, match=expected) as caught:
         decode(str(path), 1)
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
 
@@ -104,7 +104,7 @@ def large(tmp_path) -> Path:
 
 def test_an_image_above_the_limit_is_refused_from_its_header_naming_it(large, monkeypatch):
     monkeypatch.delenv(PIXEL_LIMIT_ENV, raising=False)
-    with pytest.raises(UnsuitableImage) as caught:
+    with pytest.raises(UnreadableImage) as caught:
         decode(str(large), 3, max_pixels=7999)
     assert str(caught.value) == (
         f"{large}: 100x80 = 8,000 pixels, above the limit of 7,999 (max_pixels); if you trust the file, raise the "
@@ -118,7 +118,7 @@ def test_the_default_limit_is_pils_warning_level_and_the_variable_raises_it(larg
     monkeypatch.delenv(PIXEL_LIMIT_ENV, raising=False)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # PIL itself refuses above twice this: 6,000
     assert pixel_limit() == (3000, "PIL's decompression-bomb warning level, PIL.Image.MAX_IMAGE_PIXELS")
-    with pytest.raises(UnsuitableImage, match=r"above the limit of 3,000 \(PIL's decompression-bomb"):
+    with pytest.raises(UnreadableImage, match=r"above the limit of 3,000 \(PIL's decompression-bomb"):
         decode(str(large), 3)
     monkeypatch.setenv(PIXEL_LIMIT_ENV, "8000")  # above PIL's own error level: ours applies instead
     with pytest.raises(OSError, match="truncated"):

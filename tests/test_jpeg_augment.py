@@ -9,6 +9,7 @@ from moderncnn.data.augment import BatchAugment, reference_transform
 from moderncnn.engine import make_config
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.errors import ConfigError
+from moderncnn.run.plan import data_options
 
 
 def noise(n=8, channels=3, size=32):
@@ -54,7 +55,7 @@ def first_training_batch(**settings):
     config = make_config(
         "lenet_bn", dataset="synthetic:image_size=28,channels=1,num_train=64,num_test=8", batch_size=16, **settings
     )
-    data = ImageDataModule(config)
+    data = ImageDataModule(config.dataset, **data_options(config))
     data.setup("fit")
     return next(iter(data.loader("train", train=True)))[0]
 

@@ -20,9 +20,9 @@ from moderncnn.data import DeviceLoader, Split
 from moderncnn.data.augment import BatchAugment
 from moderncnn.data.loader import ResumableDataLoader, ShardSampler
 from moderncnn.engine import load_checkpoint, make_config, train
-from moderncnn.engine.config import checkpoint_interval
 from moderncnn.engine.recorder import TIMING_COLUMNS
 from moderncnn.errors import ConfigError
+from moderncnn.run.config import checkpoint_interval
 
 # 320 training images in batches of 32: 10 steps an epoch, checkpoints inside it after steps 3, 6 and 9 (not 10, the
 # epoch's end writes its own), then 12, 15 and 18 (every third step of the run).

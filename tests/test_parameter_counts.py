@@ -47,7 +47,7 @@ def test_googlenet_uva_widths_scale_each_branch_and_default_to_the_tutorial():
     # is 16 | 32->32 | 16->8 | 8 on 64 stem channels), each block takes what the one before concatenates.
     import torch
 
-    from moderncnn.models import create_model
+    from moderncnn.registry import create_model
 
     net = create_model("googlenet_uva", width_3x3=2.0, width_reduce=0.5, width_pool=0.5, stem_channels=32)
     first = net.blocks[0]

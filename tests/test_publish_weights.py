@@ -1,6 +1,7 @@
 """Publishing a finished run (``benchmarks/publish_weights.py``): the file, the table entry and the card; runs
 without results.json, or whose converted weights miss the run's test accuracy, are refused."""
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -23,7 +24,7 @@ def digits_run(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("runs") / "lenet_bn-digits"
     config = demo_config(run_dir=run, epochs=2)
-    config.precision = "32"
+    config = dataclasses.replace(config, precision="32")
     train(config, quiet=True)
     return run
 

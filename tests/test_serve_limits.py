@@ -23,10 +23,11 @@ from PIL import Image
 
 from moderncnn.cli import main
 from moderncnn.data import image as image_module
+from moderncnn.data.image import read_file
 from moderncnn.deploy import predict
-from moderncnn.deploy.predict import preprocessor, read_file
 from moderncnn.engine import make_config, train
 from moderncnn.errors import CheckpointError, UsageError
+from moderncnn.run.preprocess import Preprocess
 from moderncnn.serve import create_app, load_model
 from moderncnn.serve import model as served
 
@@ -87,7 +88,7 @@ def test_a_large_image_is_shrunk_while_read_to_nearly_the_same_input(tmp_path):
         keep = image_module.REDUCE_MARGIN * 28
         assert tuple(full.shape) == (3, 3000, 2000)
         assert all(keep <= side < 2 * keep for side in small.shape[1:]), small.shape
-        prep = preprocessor([0.5] * 3, [0.25] * 3, 28)
+        prep = Preprocess.of(3, 28, [0.5] * 3, [0.25] * 3)
         difference = (prep(full[None].clone()) - prep(small[None])).abs().max().item()
         assert difference < 6 / 255 / 0.25, difference  # within 6 grey levels of the full-size path
 

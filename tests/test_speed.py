@@ -1,4 +1,4 @@
-"""The speed choices (``engine/speed.py``): what ``auto`` picks on each kind of hardware, and what it keeps."""
+"""The speed choices (``run/speed.py``): what ``auto`` picks on each kind of hardware, and what it keeps."""
 
 import os
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from moderncnn.engine import threads
-from moderncnn.engine.speed import COMPILE_MIN_STEPS, Hardware, detect_hardware, resolve
 from moderncnn.errors import ConfigError
+from moderncnn.run.speed import COMPILE_MIN_STEPS, Hardware, detect_hardware, resolve
 
 CPU_BF16 = Hardware("cpu", "CPU AVX512", bf16="avx512_bf16", cores=2)
 CPU_AMX = Hardware("cpu", "CPU AVX512", bf16="amx", cores=56)

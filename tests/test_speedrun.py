@@ -14,11 +14,11 @@ from moderncnn.data.augment import BatchAugment, alternate_flips
 from moderncnn.data.base import Split
 from moderncnn.data.loader import DeviceLoader
 from moderncnn.engine import load_checkpoint, make_config, train
-from moderncnn.engine.checkpoint import build_network
 from moderncnn.engine.evaluate import evaluate
 from moderncnn.engine.module import tta_logits
 from moderncnn.engine.optim import MuonWithSGD, build_optimizer, lr_factor, muon_parameters, parameter_groups
 from moderncnn.models.airbench import AirbenchNet
+from moderncnn.run.checkpoint import build_network
 
 # --- the network -------------------------------------------------------------------------------------------------
 
@@ -244,7 +244,7 @@ def test_batchnorm_overrides_reach_every_layer_and_default_to_the_networks_own()
 
 def test_airbench_recipe_runs_the_whitening_hook_and_says_which_tta_it_tested(tmp_path):
     from moderncnn.data import load_dataset
-    from moderncnn.reproduce.recipes import load_recipe
+    from moderncnn.run.recipes import load_recipe
 
     data = "synthetic:image_size=32,channels=3,num_train=300,num_test=60,num_classes=10"
     settings = load_recipe("airbench").settings_for("airbench94", "smoke", dataset=data)

@@ -125,7 +125,7 @@ def test_a_bad_sweep_file_is_refused_in_one_line_naming_the_field(tmp_path, caps
 def test_a_constraint_rejects_networks_before_they_train(tmp_path):
     # lenet_bn's classifier is sized for its input: at 28 px it has 44,878 parameters, at 32 px more. A constraint
     # that admits only the first rejects every 32 px trial before it trains.
-    from moderncnn.models import create_model
+    from moderncnn.registry import create_model
     from moderncnn.sweep import run_sweep
 
     raw = {**TINY, "space": {"resize": {"choices": [28, 32]}}, "constraints": {"params": {"high": 44_878}}}

@@ -161,7 +161,7 @@ def test_the_weights_command_lists_and_prints_cards(capsys):
 
 def test_train_init_from_a_weight(tmp_path):
     from moderncnn.engine import config_from, train
-    from moderncnn.engine.checkpoint import load_run
+    from moderncnn.run.checkpoint import load_run
 
     config = config_from(
         None,  # the network comes from the weights

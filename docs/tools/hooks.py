@@ -32,12 +32,15 @@ GENERATED = {"reference/api.md": "api_page", "reference/models.md": "models_page
 # documented where it is defined, and one it does not export yet is left out.
 API = [
     ("Networks", ["create_model", "list_models", "get_model_info", "summary"]),
-    ("Training", ["moderncnn.engine.config.TrainConfig", "moderncnn.engine.config.make_config",
+    ("Training", ["moderncnn.run.config.TrainConfig", "moderncnn.run.config.make_config",
+                  "moderncnn.run.config.config_from", "moderncnn.run.plan.resolve", "moderncnn.run.plan.Plan",
                   "moderncnn.engine.training.train", "moderncnn.engine.training.RunResult"]),
+    ("A trained run", ["moderncnn.run.checkpoint.load_run", "moderncnn.run.checkpoint.RunInfo",
+                       "moderncnn.run.preprocess.Preprocess"]),
     ("Using a trained network", ["predict", "moderncnn.deploy.export.export_module", "moderncnn.deploy.export.export"]),
     ("Trained weights", ["list_weights", "get_weights_info", "moderncnn.weights.table.WeightsInfo"]),
     ("Looking inside", ["moderncnn.inspect"]),
-    ("Reproducing published results", ["moderncnn.reproduce.recipes.load_recipe", "moderncnn.reproduce.run.reproduce",
+    ("Reproducing published results", ["moderncnn.run.recipes.load_recipe", "moderncnn.reproduce.run.reproduce",
                                        "moderncnn.reports.compare.compare"]),
 ]  # fmt: skip
 

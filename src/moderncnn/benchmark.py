@@ -1,7 +1,7 @@
 """How fast each network trains and infers on this machine: images/second, peak memory, achieved GFLOP/s.
 
 ``benchmark(["resnet20", "lenet_bn"])`` times each network at its default input (or ``input``) on random data, in
-fp32 and in what ``precision="auto"`` picks here (``engine.speed``), for a training step (forward, cross-entropy,
+fp32 and in what ``precision="auto"`` picks here (``run.speed``), for a training step (forward, cross-entropy,
 backward, SGD update) and for inference (eval mode, no gradients). Warm-up passes are excluded; each figure is the
 median of several timed passes, each pass as many steps as fill ``min_pass_s``. Memory is the peak growth of the
 process's resident set during the case on the CPU, the peak allocated by torch on CUDA. GFLOP/s are the network's
@@ -179,7 +179,7 @@ def benchmark_one(
     memory = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory)
     if batch_size is None:
-        from moderncnn.engine.config import default_settings
+        from moderncnn.run.config import default_settings
 
         batch_size = default_settings(model).get("batch_size", 256)
     x = torch.randn(batch_size, channels, height, width, device=device).contiguous(memory_format=memory)
@@ -261,8 +261,8 @@ def benchmark(
     Args:
         models: registry names.
         input: ``(channels, height, width)``; default: each network's own input.
-        batch_size: images per step; default: each network's training batch size (``engine.config``).
-        precision: ``auto`` (rows for plain fp32 and, where it differs, for the choice of ``engine.speed`` with its
+        batch_size: images per step; default: each network's training batch size (``run.config``).
+        precision: ``auto`` (rows for plain fp32 and, where it differs, for the choice of ``run.speed`` with its
             memory format), or one of ``32``, ``bf16-mixed``, ``16-mixed`` (one row per mode, channels_last with
             bf16/16).
         modes: ``train`` and/or ``infer``.
@@ -275,7 +275,8 @@ def benchmark(
     Returns:
         One dict per network, precision and mode (see :func:`benchmark_one` for the keys).
     """
-    from moderncnn.engine.speed import PRECISIONS, detect_hardware, resolve
+    from moderncnn.constants import PRECISIONS
+    from moderncnn.run.speed import detect_hardware, resolve
 
     if not models:
         raise UsageError("name at least one network to benchmark (see `moderncnn models`)")

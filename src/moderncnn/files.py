@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from moderncnn.errors import OutputError
-from moderncnn.rundir import RunDir
+from moderncnn.rundir import RunDir, process_alive
 
 # Below this much free space a location counts as full: the smallest file we write (a figure) takes tens of KB, and
 # a disk with less than this left fails somewhere in the middle of the work instead of before it.
@@ -200,17 +200,6 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 # ---------------------------------------------------------------------------------- folders owned by a process
 
 OWNER_FILE = "moderncnn-owner.json"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (one owned by another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def mark_owner(folder: str | os.PathLike) -> None:

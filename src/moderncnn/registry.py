@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from torch import nn
 
-from moderncnn.models import (
+import moderncnn.models  # noqa: F401  (the family modules register their networks)
+from moderncnn.models._registry import (
     FAMILIES,
     VARIANTS,
     InputCheck,
     ModelInfo,
+    _lookup,  # noqa: F401  (the unchecked builder, for tests of the input check)
     get_model_info,
     list_families,
     list_models,
     register_model,
 )
-from moderncnn.models import create_model as _create_model
-from moderncnn.models._registry import _lookup  # noqa: F401  (the unchecked builder, for tests of the input check)
+from moderncnn.models._registry import create_model as _create_model
 from moderncnn.weights import get_weights_info, list_weights
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 def create_model(
     name: str, num_classes: int | None = None, in_channels: int | None = None, pretrained: str | None = None, **kwargs
 ) -> nn.Module:
-    """Build a registered network (see :func:`moderncnn.models.create_model` for the options), optionally trained.
+    """Build a registered network (options: :func:`moderncnn.models._registry.create_model`), optionally trained.
 
     Args:
         name: registry name (see :func:`list_models`).

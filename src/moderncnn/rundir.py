@@ -30,9 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from moderncnn.constants import CHECKPOINTS
 from moderncnn.errors import CheckpointError, UsageError
-
-CHECKPOINTS = ("best", "last")
 
 # What a run *is*: the entries of a run directory that only its own training writes. Any other command that would
 # write over one of them (``export --out RUN/checkpoints/best.ckpt``) is refused, whoever's run it is; figures that
@@ -142,7 +141,7 @@ class RunDir:
                 fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._lock_owner()
-                if owner is not None and (owner.get("host") != mine["host"] or _alive(owner.get("pid"))):
+                if owner is not None and (owner.get("host") != mine["host"] or _known_and_alive(owner.get("pid"))):
                     where = "" if owner.get("host") == mine["host"] else f" on {owner.get('host')}"
                     raise RunLockedError(
                         f"{self.path} is in use by process {owner.get('pid')}{where} (lock file {self.lock_file}); "
@@ -228,8 +227,10 @@ class RunLockedError(UsageError):
     """Another process is writing this run directory."""
 
 
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one owned by another user counts; 0 and below name no
+    single process)."""
+    if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -238,6 +239,14 @@ def _alive(pid) -> bool:
     except PermissionError:
         return True  # it exists, under another user
     return True
+
+
+def _known_and_alive(pid) -> bool:
+    return isinstance(pid, int) and process_alive(pid)
+
+
+def _known_and_alive(pid) -> bool:
+    return isinstance(pid, int) and process_alive(pid)
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:

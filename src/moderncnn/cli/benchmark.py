@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 
+from moderncnn.cli.options import shape
+from moderncnn.constants import PRECISIONS
+from moderncnn.errors import UsageError
+
 CHAPTER_RECIPE = "d2l-ch7"
 COLUMNS = (
     "model",
@@ -27,14 +31,12 @@ COLUMNS = (
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
-    """``"1x28x28"`` → ``(1, 28, 28)`` (channels, height, width); argparse reports a bad value in one line."""
+    """``"1x28x28"`` → ``(1, 28, 28)`` (channels, height, width), parsed by :func:`~moderncnn.cli.options.shape`;
+    argparse reports a bad value in one line."""
     try:
-        shape = tuple(int(part) for part in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"--input must be CxHxW with positive integers, e.g. 1x224x224; got {text!r}")
-    return shape
+        return shape(text, dims=3, example="1x224x224")
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_parsers(subparsers) -> argparse.ArgumentParser:
@@ -58,7 +60,7 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "32", "bf16-mixed", "16-mixed"],
+        choices=PRECISIONS,
         help="auto (default): fp32 beside what auto picks on this machine; or one precision",
     )
     modes = p.add_mutually_exclusive_group()
@@ -77,20 +79,19 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
 def cases(args: argparse.Namespace) -> list[dict]:
     """What to time: ``{"model", "input", "batch_size", "model_kwargs"}`` per network, from MODEL or a recipe."""
     if args.models and args.recipe:
-        from moderncnn.errors import UsageError
-
         raise UsageError("give MODEL names or --recipe, not both")
     if args.models:
         return [
             {"model": m, "input": args.input, "batch_size": args.batch_size, "model_kwargs": None} for m in args.models
         ]
     from moderncnn.registry import get_model_info
-    from moderncnn.reproduce.recipes import load_recipe
+    from moderncnn.run.plan import input_size
+    from moderncnn.run.recipes import load_recipe
 
     found = []
     for config in load_recipe(args.recipe or CHAPTER_RECIPE).configs("full"):
         info = get_model_info(config.model)
-        size = config.resize or info.input_size
+        size = input_size(config, None)  # the side the network sees, as the run's plan decides it
         found.append(
             {
                 "model": config.model,

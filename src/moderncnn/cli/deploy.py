@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from moderncnn.cli.options import RUN_HELP
+from moderncnn.cli.options import RUN_HELP, add_checkpoint
 
 
 def add_parsers(sub) -> None:
@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
     output.add_argument("--csv", action="store_true", help="print CSV: path, class_1, prob_1, class_2, ...")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    add_checkpoint(p)
     p.add_argument(
         "--show",
         metavar="GRID.PNG",
@@ -59,7 +59,7 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--out", help="file to write; for triton the repository folder (default: RUN/export/MODEL.EXT, RUN/triton)"
     )
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    add_checkpoint(p)
     p.add_argument("--opset", type=int, help="ONNX operator set (default: the exporter's)")
     p.add_argument("--name", help="the model's name in a Triton repository (default: the network's name)")
     p.add_argument("--max-batch-size", type=int, default=64, help="Triton's max_batch_size (default: 64)")

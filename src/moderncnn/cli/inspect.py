@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from moderncnn.cli.options import RUN_HELP
+from moderncnn.cli.options import RUN_HELP, add_checkpoint
 
 # moderncnn.inspect.METHODS, repeated so that --help needs no torch (a test keeps the two equal).
 METHODS = ("gradcam", "gradcam++", "saliency", "integrated-gradients")
@@ -17,7 +17,7 @@ METHODS = ("gradcam", "gradcam++", "saliency", "integrated-gradients")
 
 def _checkpoint(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_OR_CKPT", help=RUN_HELP)
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    add_checkpoint(p)
 
 
 def cmd_filters(args: argparse.Namespace) -> int:

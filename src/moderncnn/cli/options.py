@@ -9,10 +9,16 @@ import typing
 
 import yaml
 
+from moderncnn.constants import CHECKPOINTS
 from moderncnn.errors import UsageError
 
 # What a command that uses a trained network takes (every such command takes a published weight too).
 RUN_HELP = "a run directory, a .ckpt file, or published weights: weights:NETWORK-DATASET (see `moderncnn weights`)"
+
+
+def add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint best|last``: which checkpoint of a run directory a command uses."""
+    parser.add_argument("--checkpoint", default="best", choices=CHECKPOINTS, help="which checkpoint (default: best)")
 
 
 def shape(text: str, dims: int = 4, example: str = "1x3x224x224") -> tuple[int, ...]:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from moderncnn.cli.options import add_checkpoint
+
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained run")
@@ -13,7 +15,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--dataset", help="evaluate on another dataset with the same classes (default: the run's)")
     p.add_argument("--data-dir", help="data root")
     p.add_argument("--split", default="test", help="test or val (default: test)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    add_checkpoint(p)
     p.add_argument("--out", help="confusion matrix PNG (default: RUN/confusion-SPLIT.png)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from moderncnn.cli.options import add_checkpoint
+
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
@@ -29,7 +31,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="inference threads running batches at once (default: 1)")
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every route but /health and the page")
     p.add_argument("--max-body-mb", type=float, default=10, help="largest request body in MB (default: 10)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default: best)")
+    add_checkpoint(p)
     p.set_defaults(func=cmd_serve)
 
 

@@ -1,4 +1,4 @@
-"""``moderncnn train``: its flags are generated from :class:`~moderncnn.engine.config.TrainConfig`'s fields."""
+"""``moderncnn train``: its flags are generated from :class:`~moderncnn.run.config.TrainConfig`'s fields."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from moderncnn.cli.options import add_settings
 
 
 def add_parsers(sub) -> None:
-    from moderncnn.engine.config import TrainConfig, describe_defaults
+    from moderncnn.run.config import TrainConfig, describe_defaults
 
     p = sub.add_parser(
         "train",
@@ -75,20 +75,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def settings_from(args: argparse.Namespace):
     """The run's settings from the command line: the network's defaults or ``--config``, under ``--recipe``'s
     budget when given, under the flags given."""
-    from moderncnn.engine import config_from
-    from moderncnn.errors import UsageError
+    from moderncnn.run.config import config_from
 
     overrides = {name: getattr(args, name) for name in args.settings}
-    if args.recipe:
-        if args.config:
-            raise UsageError("--recipe and --config both give every setting; use one (flags may adjust either)")
-        if not args.model:
-            raise UsageError("--recipe needs a MODEL to train, e.g. `moderncnn train resnet20 --recipe fast`")
-        from moderncnn.reproduce.recipes import recipe_settings
-
-        base = recipe_settings(args.recipe, args.model, dataset=args.dataset, data_dir=args.data_dir)
-        overrides = {**base, **{k: v for k, v in overrides.items() if v is not None}}
-    return config_from(args.model, args.config, **overrides)
+    return config_from(args.model, args.config, recipe=args.recipe, **overrides)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:

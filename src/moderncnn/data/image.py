@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from moderncnn.errors import DataError, UsageError
 
@@ -53,12 +53,14 @@ _ORIENTATION = 0x0112  # the EXIF tag
 _FULL_SIZE = "moderncnn.full_size"  # in a reduced image's info: the size it was reduced from
 
 
-class UnsuitableImage(DataError):
-    """An image file this project will not read (too large, or pixels outside their range); says which and why."""
+class UnreadableImage(DataError):
+    """An image file that cannot be read, or that this project will not read (not an image, damaged, too large, too
+    elongated, pixels outside their range): the one error of every reader of image files. ``reason`` says why;
+    ``str()`` is ``"PATH: reason"`` when the path is known, else the reason alone."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
+    def __init__(self, reason: str, path: str | os.PathLike | None = None):
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+        self.path, self.reason = (str(path) if path is not None else None), reason
 
 
 def pixel_limit(max_pixels: int | None = None) -> tuple[int | None, str]:
@@ -136,10 +138,10 @@ def _to_8bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
     pixels = np.asarray(im)
     low, high = pixels.min(), pixels.max()
     if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > top:
-        raise UnsuitableImage(
-            path,
+        raise UnreadableImage(
             f"its {what} pixels (mode {im.mode}) range from {low:g} to {high:g}, outside 0..{top:g}; they are read "
             "as intensities in that range and would be clipped: rescale the image to it, or save it as 8-bit",
+            path,
         )
     out = np.empty(pixels.shape, np.uint8)
     for y in range(0, len(pixels), _ROWS):
@@ -187,7 +189,7 @@ def open_image(
     refused when too large or too elongated; with ``input_size``, shrunk while decoding (see the module docstring).
 
     Raises:
-        UnsuitableImage: (a ``DataError``) larger than the pixel limit, too elongated, or pixels outside their range.
+        UnreadableImage: (a ``DataError``) larger than the pixel limit, too elongated, or pixels outside their range.
         Whatever PIL raises for a file it cannot read (``UnidentifiedImageError``, ``OSError``...).
     """
     limit, source = pixel_limit(max_pixels)
@@ -197,7 +199,7 @@ def open_image(
         with im:
             problem = size_problem(im.size, limit, source)
             if problem:  # from the header: nothing decoded yet
-                raise UnsuitableImage(path, problem)
+                raise UnreadableImage(problem, path)
             if input_size is not None and im.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 scale where that fits
                 keep = REDUCE_MARGIN * input_size
                 im.draft(im.mode, (min(im.width, keep), min(im.height, keep)))
@@ -274,3 +276,24 @@ def read_image(
         small = thumbnail(im, thumbnail_size) if thumbnail_size else None
         im.close()  # the decoded file's pixels go before the converted ones are copied into a tensor
         return pil_to_tensor(converted), small
+
+
+def read_file(
+    path: str | os.PathLike | BinaryIO,
+    channels: int,
+    thumbnail_size: int | None = None,
+    max_pixels: int | None = None,
+    input_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`read_image` for a file a user gives (a path, or a binary file object such as ``io.BytesIO``): any
+    failure to read it becomes :class:`UnreadableImage` with the reason alone, so callers can skip the file by name.
+    With ``input_size`` (the network's), a large image is shrunk while it is read, so its size bounds nothing after
+    decoding."""
+    try:
+        return read_image(path, channels, thumbnail_size=thumbnail_size, max_pixels=max_pixels, input_size=input_size)
+    except UnreadableImage as err:
+        raise UnreadableImage(err.reason) from None
+    except UnidentifiedImageError:
+        raise UnreadableImage("not an image (no format PIL can read)") from None
+    except Exception as err:  # a damaged image: PIL raises OSError, ValueError, SyntaxError... depending on format
+        raise UnreadableImage(f"cannot be decoded ({type(err).__name__}: {err})") from None

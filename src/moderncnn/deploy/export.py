@@ -31,9 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.deploy import staging
-from moderncnn.engine.checkpoint import load_run
 from moderncnn.errors import ExportError, OutputError, UsageError
 from moderncnn.files import ensure_writable, make_folder, output_error
+from moderncnn.run.checkpoint import load_run
 from moderncnn.rundir import RunDir
 
 FORMATS = ("onnx", "pt2", "torchscript", "triton")

@@ -14,18 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import torch
-from PIL import UnidentifiedImageError
 from torch import Tensor
 
 from moderncnn.constants import IMG_EXTENSIONS
-from moderncnn.data.augment import BatchAugment
-from moderncnn.data.image import UnsuitableImage, open_image, read_image, thumbnail
-from moderncnn.engine.checkpoint import checkpoint_path, load_run
+from moderncnn.data.image import UnreadableImage, open_image, thumbnail
 from moderncnn.errors import UsageError
 from moderncnn.plotting import check_figure_path, pyplot, save_figure
+from moderncnn.run.checkpoint import checkpoint_path, load_run
 
 # torchvision's image-folder extensions, and GIF (PIL reads its first frame).
 IMAGE_EXTENSIONS = tuple(sorted({*IMG_EXTENSIONS, ".gif"}))
@@ -107,38 +105,6 @@ def find_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]
     return found, missing
 
 
-class UnreadableImage(Exception):
-    """An image file that cannot be decoded; the message says why."""
-
-
-def read_file(
-    path: Path | BinaryIO,
-    channels: int,
-    thumbnail_size: int | None = None,
-    max_pixels: int | None = None,
-    input_size: int | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """An image file (a path, or a binary file object such as ``io.BytesIO`` for bytes held in memory) as a run reads
-    it, uint8 ``(C, H, W)`` (and a thumbnail with ``thumbnail_size``); any failure to read it becomes
-    :class:`UnreadableImage` with the reason, so callers can skip the file by name. With ``input_size`` (the
-    network's), a large image is shrunk while it is read (:mod:`moderncnn.data.image`), so its size bounds nothing
-    after decoding."""
-    try:
-        return read_image(path, channels, thumbnail_size=thumbnail_size, max_pixels=max_pixels, input_size=input_size)
-    except UnsuitableImage as err:
-        raise UnreadableImage(err.reason) from None
-    except UnidentifiedImageError:
-        raise UnreadableImage("not an image (no format PIL can read)") from None
-    except Exception as err:  # a damaged image: PIL raises OSError, ValueError, SyntaxError... depending on format
-        raise UnreadableImage(f"cannot be decoded ({type(err).__name__}: {err})") from None
-
-
-def preprocessor(mean: Sequence[float], std: Sequence[float], input_size: int) -> BatchAugment:
-    """What an image read by :func:`read_file` goes through before the network: the evaluation path of the training
-    loader (scale to [0, 1], normalise, resize to the input size). ``moderncnn serve`` uses the same one."""
-    return BatchAugment("none", mean=list(mean), std=list(std), resize=input_size, train=False)
-
-
 def check_device(device: str) -> torch.device:
     """``device`` as a ``torch.device`` that exists here, else a one-line error."""
     try:
@@ -199,8 +165,8 @@ def predict(
         raise UsageError(f"no image files in {given} (extensions: {', '.join(IMAGE_EXTENSIONS)}){missing}")
     net, info = load_run(ckpt)
     net = net.to(dev)
-    names, channels, size = info.class_names, info.in_channels, info.input_size
-    preprocess = preprocessor(info.mean, info.std, size)
+    names = info.class_names
+    preprocess = info.preprocess()
     k = min(top_k, len(names))
     thumbnail_size = THUMBNAIL_SIZE if thumbnails else None
     predictions: list[Prediction] = []
@@ -208,7 +174,7 @@ def predict(
         batch, kept, thumbs = [], [], []
         for path in paths[start : start + batch_size]:
             try:
-                image, thumb = read_file(path, channels, thumbnail_size, max_pixels, input_size=size)
+                image, thumb = preprocess.read(path, thumbnail_size, max_pixels)
             except UnreadableImage as err:
                 failures.append(Failure(str(path), str(err)))
                 continue

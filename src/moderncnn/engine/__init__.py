@@ -1,7 +1,9 @@
 """Training: a Lightning module around any registered network, a data module, and ``train(config)``.
 
-Knows nothing of a particular family: networks come from the registry by name, data from ``moderncnn.data``.
-Names load on first use: reading the settings (``engine.config``) must not start Lightning.
+Knows nothing of a particular family: networks come from the registry by name, data from ``moderncnn.data``, and
+what a run is (its settings, their plan, its checkpoints) from :mod:`moderncnn.run`; the settings and ``load_run``
+are also offered here, where the README first shows them. Names load on first use: reading the settings must not
+start Lightning.
 """
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "TrainConfig": "moderncnn.engine.config",
-    "config_from": "moderncnn.engine.config",
-    "default_settings": "moderncnn.engine.config",
-    "make_config": "moderncnn.engine.config",
+    "TrainConfig": "moderncnn.run.config",
+    "config_from": "moderncnn.run.config",
+    "default_settings": "moderncnn.run.config",
+    "make_config": "moderncnn.run.config",
     "RunResult": "moderncnn.engine.training",
     "train": "moderncnn.engine.training",
-    "load_checkpoint": "moderncnn.engine.checkpoint",
-    "load_run": "moderncnn.engine.checkpoint",
-    "RunInfo": "moderncnn.engine.checkpoint",
+    "load_checkpoint": "moderncnn.run.checkpoint",
+    "load_run": "moderncnn.run.checkpoint",
+    "RunInfo": "moderncnn.run.checkpoint",
 }
 
 

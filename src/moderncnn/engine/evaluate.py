@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torchmetrics
 
-from moderncnn.engine.checkpoint import load_run
-from moderncnn.engine.config import resolve_resize, tta_views
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.module import tta_logits
 from moderncnn.errors import DataError, UsageError
 from moderncnn.plotting import figure_path
 from moderncnn.reports.confusion import plot_confusion
+from moderncnn.run.checkpoint import load_run
+from moderncnn.run.config import tta_views
+from moderncnn.run.plan import data_options, open_dataset, trained_resize
 from moderncnn.rundir import RunDir
 
 
@@ -68,20 +70,23 @@ def evaluate(
     if tta is True and tta_views(config.tta) != "none":
         tta = config.tta  # --tta repeats the run's own views
     views = tta_views(config.tta if tta is None else tta)
-    if dataset is not None:
-        config.dataset = dataset
-    if data_dir is not None:
-        config.data_dir = data_dir
-    data = ImageDataModule(config, folder_size=info.input_size)  # a folder of mixed sizes: cached at the trained size
+    preprocess = info.preprocess()  # the network's own input size and normalisation
+    # The data this network is evaluated on (a folder of mixed sizes is cached at the trained size).
+    source = dataclasses.replace(
+        config,
+        dataset=dataset if dataset is not None else config.dataset,
+        data_dir=data_dir if data_dir is not None else config.data_dir,
+        resize=preprocess.input_size,
+    )
+    images = open_dataset(source)
+    if images.num_classes != info.num_classes:
+        raise DataError(f"{source.dataset} has {images.num_classes} classes; the network knows {info.num_classes}")
+    if split not in images.splits:
+        raise UsageError(f"{source.dataset} has no {split!r} split; it has {', '.join(images.splits)}")
+    resize = trained_resize(images.image_size, preprocess.input_size)
+    data = ImageDataModule(images, **{**data_options(source), "resize": resize, "mean": preprocess.mean,
+                                      "std": preprocess.std})  # fmt: skip
     data.setup("test")
-    if data.dataset.num_classes != info.num_classes:
-        raise DataError(
-            f"{config.dataset} has {data.dataset.num_classes} classes; the network knows {info.num_classes}"
-        )
-    if split not in data.dataset.splits:
-        raise UsageError(f"{config.dataset} has no {split!r} split; it has {', '.join(data.dataset.splits)}")
-    data.mean, data.std = info.mean, info.std  # the normalisation the network was trained with
-    config.resize = resolve_resize(config, data.dataset.image_size, trained_size=info.input_size)
     net = net.to(device)
     k = info.num_classes
     confusion = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=k).to(device)

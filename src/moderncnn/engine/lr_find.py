@@ -9,6 +9,7 @@ The network's weights are not kept: the test only measures.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import tempfile
@@ -16,12 +17,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
-
-from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import TrainingError
 from moderncnn.files import atomic_path
 from moderncnn.plotting import check_figure_path, save_figure
+from moderncnn.run.config import TrainConfig
 
 
 @dataclass
@@ -40,6 +39,22 @@ class LRFindResult:
         if self.suggestion:
             found = f"suggested learning rate {self.suggestion:.3g}"
         return f"{found} ({len(self.lrs)} rates from {self.lrs[0]:.2g} to {self.lrs[-1]:.2g})"
+
+
+@contextlib.contextmanager
+def _tqdm_disabled(quiet: bool):
+    """While the finder runs: its own tqdm bar off when ``quiet`` (tqdm reads ``TQDM_DISABLE``, whatever the
+    Trainer says); the variable is left as it was found."""
+    before = os.environ.get("TQDM_DISABLE")
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
 
 
 def lr_find(
@@ -63,7 +78,7 @@ def lr_find(
     """
     from lightning.pytorch.tuner import Tuner
 
-    from moderncnn.engine.training import _quiet_lightning, classifier, prepare
+    from moderncnn.engine.training import classifier, make_trainer, prepare
 
     if not 0 < min_lr < max_lr:
         raise TrainingError(f"lr-find needs 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
@@ -72,26 +87,26 @@ def lr_find(
     dataset_name = config.dataset.split(":")[0].replace("/", "-")
     plot_path = check_figure_path(out or Path("runs") / "lr-find" / f"{config.model}-{dataset_name}.png")
     config.validate()
-    data, extra = prepare(config, quiet)
-    model = classifier(config, data)
-    _quiet_lightning()
-    if quiet:  # the finder draws its own tqdm bar whatever the Trainer says; tqdm reads this switch
-        os.environ["TQDM_DISABLE"] = "1"
-    with tempfile.TemporaryDirectory(prefix="moderncnn-lr-find-") as scratch, warnings.catch_warnings():
+    plan, data, extra = prepare(config, quiet)
+    model = classifier(plan)
+    with (
+        tempfile.TemporaryDirectory(prefix="moderncnn-lr-find-") as scratch,
+        warnings.catch_warnings(),
+        _tqdm_disabled(quiet),
+    ):
         warnings.filterwarnings("ignore", message=r".*(num_training|max_steps|LR finder).*")
-        trainer = L.Trainer(
-            accelerator=config.accelerator,
-            devices=1,
-            precision=config.precision,
-            max_epochs=config.epochs,
-            logger=False,
+        trainer = make_trainer(
+            plan,
+            root=scratch,
             callbacks=list(extra),
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=not quiet,
-            default_root_dir=scratch,
-            num_sanity_val_steps=0,
+            quiet=quiet,
+            checkpoints=False,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+            limit_train_batches=None,
             limit_val_batches=0,
+            limit_test_batches=None,
         )
         finder = Tuner(trainer).lr_find(
             model, datamodule=data, min_lr=min_lr, max_lr=max_lr, num_training=steps, update_attr=False

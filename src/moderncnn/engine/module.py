@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning as L
 import torch
 import torchmetrics
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from moderncnn.engine.checkpoint import build_network
-from moderncnn.engine.config import TrainConfig, tta_views
-from moderncnn.engine.optim import build_optimizer, lr_factor, parameter_groups  # noqa: F401  (parameter_groups: public here too)
-from moderncnn.engine.speed import parse_switch
+from moderncnn.engine.optim import (  # noqa: F401  (parameter_groups: public here too)
+    OptimizerSettings,
+    build_optimizer,
+    lr_factor,
+    parameter_groups,
+)
 from moderncnn.errors import TrainingError
 from moderncnn.models.pretrained import backbone_parameters, fit_state_dict, load_pretrained
 from moderncnn.registry import get_model_info
+from moderncnn.run.checkpoint import create_network
+from moderncnn.run.config import TrainConfig, tta_views
 
 
 def initialise(model: nn.Module, scheme: str) -> None:
@@ -80,29 +86,35 @@ class ImageClassifier(L.LightningModule):
         std: list[float],
         input_size: int,
         load_weights: bool = True,
+        *,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["load_weights"])
-        self.cfg = TrainConfig.from_dict(config)
+        self.save_hyperparameters(ignore=["load_weights", "channels_last", "compile"])
+        # Read once into explicit values (defaults filled in for older checkpoints' settings): the module keeps no
+        # settings object to consult.
+        cfg = SimpleNamespace(**{**TrainConfig.defaults(), **config})
+        self.model, self.freeze_backbone, self.tta = cfg.model, cfg.freeze_backbone, tta_views(cfg.tta)
+        self.architecture = (cfg.model_kwargs, cfg.bn_momentum, cfg.bn_eps)
+        self.optim = OptimizerSettings.of(cfg)
         self.net = self.build_network()
-        initialise(self.net, self.cfg.init)
+        initialise(self.net, cfg.init)
         self.pretrained_report = ""
-        if self.cfg.pretrained and load_weights:  # not when resuming: the checkpoint has the weights
-            self.pretrained_report = str(load_pretrained(self.net, self.cfg.model, self.cfg.pretrained))
-        elif self.cfg.init_from and load_weights:
-            self.pretrained_report = str(init_from_weights(self.net, self.cfg.model, self.cfg.init_from))
-        if self.cfg.freeze_backbone:
-            for p in backbone_parameters(self.net, self.cfg.model):
+        if cfg.pretrained and load_weights:  # not when resuming: the checkpoint has the weights
+            self.pretrained_report = str(load_pretrained(self.net, self.model, cfg.pretrained))
+        elif cfg.init_from and load_weights:
+            self.pretrained_report = str(init_from_weights(self.net, self.model, cfg.init_from))
+        if self.freeze_backbone:
+            for p in backbone_parameters(self.net, self.model):
                 p.requires_grad_(False)
-        # Settings still "auto" (a module built outside `train`, which resolves them) mean the plain network.
-        self.channels_last = parse_switch(self.cfg.channels_last, "channels_last") is True
+        self.channels_last = channels_last  # the plan's choices; a module built outside `train`: the plain network
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        if parse_switch(self.cfg.compile, "compile") is True:
+        if compile:
             self.net.compile()  # in place: the state-dict keys stay those of the network
-        self.tta = tta_views(self.cfg.tta)
-        self.loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
-        self.mixer = batch_mixer(self.cfg.mixup, self.cfg.cutmix, num_classes)
+        self.loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.mixer = batch_mixer(cfg.mixup, cfg.cutmix, num_classes)
         metric = {"task": "multiclass", "num_classes": num_classes}
         self.train_acc = torchmetrics.Accuracy(**metric)
         self.val_acc = torchmetrics.Accuracy(**metric)
@@ -115,7 +127,8 @@ class ImageClassifier(L.LightningModule):
         """A freshly initialised network of this module's architecture (call under ``torch.device("meta")`` to
         count FLOPs without allocating weights)."""
         h = self.hparams
-        return build_network(self.cfg, h["num_classes"], h["in_channels"], h["input_size"])
+        kwargs, momentum, eps = self.architecture
+        return create_network(self.model, h["num_classes"], h["in_channels"], h["input_size"], kwargs, momentum, eps)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -143,7 +156,7 @@ class ImageClassifier(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
-                f"{batch_idx}); lower the learning rate (now {self.cfg.lr}) or check the data"
+                f"{batch_idx}); lower the learning rate (now {self.optim.lr}) or check the data"
             )
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(logits.detach(), y)
@@ -155,9 +168,9 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        if self.cfg.freeze_backbone:
+        if self.freeze_backbone:
             # A frozen backbone keeps its BatchNorm statistics too: those layers stay in evaluation mode.
-            classifier = get_model_info(self.cfg.model).classifier
+            classifier = get_model_info(self.model).classifier
             for name, m in self.net.named_modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith(classifier):
                     m.eval()
@@ -207,9 +220,9 @@ class ImageClassifier(L.LightningModule):
                     setattr(metric, key, value.to(metric.device))
 
     def configure_optimizers(self):
-        cfg = self.cfg
+        cfg = self.optim
         # The trainable parameters (the classifier only, when frozen), grouped by the rate and weight decay they get.
-        optimizer = build_optimizer(self.net, cfg, get_model_info(cfg.model).classifier)
+        optimizer = build_optimizer(self.net, cfg, get_model_info(self.model).classifier)
         # Optimiser steps per epoch on this rank, after --limit-batches and DDP sharding.
         steps = max(1, self.trainer.estimated_stepping_batches // cfg.epochs)
         if cfg.schedule == "onecycle":

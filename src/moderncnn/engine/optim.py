@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -188,13 +189,40 @@ def _emulates_bf16(params: list[Tensor]) -> bool:
     """True on a CPU that does not compute bf16 natively (where torch's bf16 Newton-Schulz would crawl)."""
     if not params or params[0].device.type != "cpu":
         return False
-    from moderncnn.engine.speed import cpu_bf16_feature
+    from moderncnn.run.speed import cpu_bf16_feature
 
     return not cpu_bf16_feature()
 
 
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """What the optimiser and the schedule take of a run's settings (``TrainConfig``'s fields of these names)."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    norm_weight_decay: float | None = None
+    classifier_lr: float | None = None
+    muon_lr: float = 0.24
+    muon_momentum: float = 0.6
+    schedule: str = "none"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0
+    epochs: int = 1
+
+    @classmethod
+    def of(cls, settings) -> OptimizerSettings:
+        """These fields of ``settings`` (a ``TrainConfig``)."""
+        values = {f.name: getattr(settings, f.name) for f in fields(cls)}
+        return cls(**{**values, "milestones": tuple(values["milestones"])})
+
+
 def build_optimizer(net: nn.Module, cfg, classifier: str | None) -> torch.optim.Optimizer:
-    """The optimiser ``cfg`` (a ``TrainConfig``) names, over ``net``'s trainable parameters."""
+    """The optimiser ``cfg`` names (an :class:`OptimizerSettings`, or a ``TrainConfig``), over ``net``'s trainable
+    parameters."""
     filters = muon_parameters(net) if cfg.optimizer == "muon" else []
     groups = parameter_groups(
         net,

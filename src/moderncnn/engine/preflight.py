@@ -9,8 +9,8 @@ import math
 
 from torch import nn
 
-from moderncnn.engine.config import TrainConfig
 from moderncnn.errors import CheckpointError, ConfigError, DataError
+from moderncnn.run.config import TrainConfig
 
 # Settings that decide what the weights mean: a resumed run whose config.yaml differs from its checkpoint in one of
 # them would train the weights on other inputs (another size, dataset or normalisation) or fail to load them.

@@ -22,23 +22,9 @@ import os
 import time
 from collections.abc import Callable
 
+from moderncnn.run.speed import default_threads
+
 _PROC_STAT = "/proc/stat"
-
-
-def default_threads() -> int:
-    """torch's own default intra-op thread count: ``OMP_NUM_THREADS`` when set, else one per physical core.
-
-    Not ``torch.get_num_threads()``, which a governor of an earlier run in the same process may have lowered.
-    """
-    import torch
-
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return int(torch.cpu.get_capabilities()["num_physical_cores"]) or torch.get_num_threads()
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return torch.get_num_threads()
 
 
 def threads_for(max_threads: int, cpus: int, others: float) -> int:

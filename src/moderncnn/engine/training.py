@@ -7,6 +7,7 @@ TensorBoard logs, ``checkpoints/last.ckpt`` and ``best.ckpt``, ``curves.png`` an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -21,8 +22,6 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from moderncnn.engine.checkpoint import build_network, load_checkpoint, load_run
-from moderncnn.engine.config import TrainConfig, checkpoint_interval, resolve_resize, tta_views
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
@@ -32,6 +31,10 @@ from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
 from moderncnn.errors import CheckpointError, ConfigError, UsageError
 from moderncnn.files import ensure_writable
 from moderncnn.reports.curves import plot_curves
+from moderncnn.run.checkpoint import build_network, load_checkpoint, load_run
+from moderncnn.run.config import TrainConfig, checkpoint_interval, tta_views
+from moderncnn.run.plan import Plan, open_dataset, resolve
+from moderncnn.run.speed import Speed, detect_hardware
 from moderncnn.rundir import RunDir
 from moderncnn.summarize import count_flops, count_training_flops
 
@@ -71,13 +74,42 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
-def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: bool, extra=()) -> L.Trainer:
+def make_trainer(
+    plan: Plan,
+    *,
+    root: Path | str,
+    callbacks: list,
+    quiet: bool,
+    logger=False,
+    checkpoints: bool = True,
+    **options,
+) -> L.Trainer:
+    """The one Trainer of a planned run (``train`` and ``lr_find`` both build theirs here): the plan's accelerator,
+    devices, precision and length; ``options`` override Lightning's arguments (``lr_find``: one device, no
+    validation)."""
     _quiet_lightning()
+    values = {
+        **plan.trainer_options(),
+        "logger": logger,
+        "callbacks": callbacks,
+        "num_sanity_val_steps": 0,
+        "use_distributed_sampler": False,  # our loaders shard per rank themselves (data.loader.shard)
+        "enable_model_summary": False,
+        "enable_progress_bar": not quiet,
+        "enable_checkpointing": checkpoints,
+        "default_root_dir": root,
+        "log_every_n_steps": 10,
+        **options,
+    }
+    return L.Trainer(**values)
+
+
+def _trainer(plan: Plan, run: RunDir, recorder: RunRecorder, quiet: bool, extra=()) -> L.Trainer:
     callbacks = [recorder, GraphLogger(), *extra]
-    if config.ema:
+    if plan.settings["ema"]:
         from moderncnn.engine.averaging import ema_callback
 
-        callbacks.append(ema_callback(config.ema))
+        callbacks.append(ema_callback(plan.settings["ema"]))
     if not quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -88,27 +120,8 @@ def _trainer(config: TrainConfig, run: RunDir, recorder: RunRecorder, quiet: boo
         logger = TensorBoardLogger(run.path, name=run.tensorboard.name, version="", default_hp_metric=False)
     except ModuleNotFoundError:  # tensorboard is optional for the library; the CLI installs it
         logger = False
-    limit = config.limit_batches
-    return L.Trainer(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=config.strategy,
-        precision=config.precision,
-        max_epochs=config.epochs,
-        limit_train_batches=limit,
-        limit_val_batches=limit,
-        limit_test_batches=limit,
-        logger=logger,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # our loaders shard per rank themselves (data.loader.shard)
-        enable_model_summary=False,
-        enable_progress_bar=not quiet,
-        default_root_dir=run.path,
-        log_every_n_steps=10,
-    )
+    return make_trainer(plan, root=run.path, callbacks=callbacks, quiet=quiet, logger=logger,
+                        plugins=[AtomicCheckpointIO()])  # fmt: skip
 
 
 def train(
@@ -161,7 +174,7 @@ def train(
                 if rank_zero and run.last.exists():  # the other ranks read nothing of the directory
                     raise ConfigError(f"{run} already holds a run; resume it with --resume {run} or choose another")
                 ckpt_path = None
-            config.run_dir = str(run)
+            config = dataclasses.replace(config, run_dir=str(run))
             try:
                 return _fit(config, run, ckpt_path, quiet, callbacks)
             except SIGTERMException:
@@ -200,7 +213,7 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
     if not run.last.is_file():
         # Stopped before its first checkpoint (a failed start, or killed in epoch 1): start it from its settings.
         if epochs is not None:
-            config.epochs = epochs
+            config = dataclasses.replace(config, epochs=epochs)
         _check_new(config)
         return config, None
     # Refuse a tampered, foreign or mismatched checkpoint before any work: its network, its weights, its settings.
@@ -219,7 +232,7 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
                 f"cannot extend {run} to {epochs} epochs: its {config.schedule} schedule was shaped for "
                 f"{config.epochs}; start a new run with --epochs {epochs} (schedules none and multistep extend)"
             )
-        config.epochs = epochs
+        config = dataclasses.replace(config, epochs=epochs)
         run.results.unlink(missing_ok=True)  # no longer the run's final figures
     elif run.is_finished:
         raise ConfigError(
@@ -230,35 +243,16 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
     return config, run.last
 
 
-def _choose_speed(config: TrainConfig, train_images: int, quiet: bool) -> list:
-    """Resolve the ``auto`` speed settings for this hardware and run length, in place (so ``config.yaml`` records
-    what ran), set the thread count, and say once what was chosen; returns the Trainer callbacks it needs."""
-    from moderncnn.engine.speed import detect_hardware, resolve
+def speed_callbacks(speed: Speed, quiet: bool) -> list:
+    """Apply the plan's thread choice and say once what was chosen; returns the Trainer callbacks it needs."""
     from moderncnn.engine.threads import ThreadGovernor
 
-    steps = max(1, train_images // (config.batch_size * config.devices * config.num_nodes))
-    if config.limit_batches is not None:
-        limit = config.limit_batches
-        steps = min(steps, int(limit) if limit >= 1 else max(1, int(steps * limit)))
-    chosen = resolve(
-        config.precision,
-        config.channels_last,
-        config.compile,
-        config.threads,
-        deterministic=config.deterministic,
-        limit_batches=config.limit_batches,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        hardware=detect_hardware(config.accelerator),
-    )
-    config.precision, config.channels_last, config.compile = chosen.precision, chosen.channels_last, chosen.compile
-    config.threads = chosen.threads
     if not quiet and is_global_zero():
-        print(chosen.reason)
-    if chosen.threads is not None:
-        torch.set_num_threads(chosen.threads)
+        print(speed.reason)
+    if speed.threads is not None:
+        torch.set_num_threads(speed.threads)
         return []
-    return [ThreadGovernor().callback()] if chosen.adaptive_threads else []
+    return [ThreadGovernor().callback()] if speed.adaptive_threads else []
 
 
 @contextlib.contextmanager
@@ -280,45 +274,38 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def prepare(config: TrainConfig, quiet: bool) -> tuple[ImageDataModule, list]:
-    """Seed, load the data and resolve what depends on it, in place: the input size and the ``auto`` speed settings.
-    Returns the data module and the Trainer callbacks the speed settings need."""
+def prepare(config: TrainConfig, quiet: bool) -> tuple[Plan, ImageDataModule, list]:
+    """Seed, load the data and resolve the run's :class:`~moderncnn.run.plan.Plan` once (its input size,
+    normalisation and ``auto`` speed settings); returns the plan, the data module built from it and the Trainer
+    callbacks its speed choices need."""
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = ImageDataModule(config, folder_size=resolve_resize(config, None))
+    dataset = open_dataset(config)
+    plan = resolve(config, dataset, detect_hardware(config.accelerator))
+    data = ImageDataModule(dataset, **plan.data)
     data.setup("fit")
-    config.resize = resolve_resize(config, data.dataset.image_size)
-    return data, _choose_speed(config, len(data.dataset.splits["train"]), quiet)
+    return plan, data, speed_callbacks(plan.speed, quiet)
 
 
-def classifier(config: TrainConfig, data: ImageDataModule, load_weights: bool = True) -> ImageClassifier:
-    """The network of ``config`` as a LightningModule for ``data``'s classes, channels, normalisation and size."""
-    return ImageClassifier(
-        config.to_dict(),
-        num_classes=data.dataset.num_classes,
-        in_channels=data.dataset.channels,
-        class_names=data.dataset.classes,
-        mean=data.mean,
-        std=data.std,
-        input_size=data.image_size,
-        load_weights=load_weights,
-    )
+def classifier(plan: Plan, load_weights: bool = True) -> ImageClassifier:
+    """The planned network as a LightningModule: the plan's classes, channels, normalisation, size and speed."""
+    return ImageClassifier(**plan.module_options(), load_weights=load_weights)
 
 
 def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, callbacks: tuple = ()) -> RunResult:
-    data, extra = prepare(config, quiet)
+    plan, data, extra = prepare(config, quiet)
     check_data(config, data.dataset)  # before anything is written
     with torch.device("meta"):  # the architecture only, no weights allocated
-        check_network(config, build_network(config, data.dataset.num_classes, data.dataset.channels, data.image_size))
+        check_network(config, build_network(config, plan.num_classes, plan.in_channels, plan.input_size))
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
-        config.save(run.config)
+        plan.save(run.config)  # every setting, with what the plan decided
     elif notice := holder_notice():
         print(notice)
 
     every = checkpoint_interval(config.checkpoint_every)
     recorder = RunRecorder(run, config.seed, on_epoch_end=plot_curves, checkpoint_every=every)
-    trainer = _trainer(config, run, recorder, quiet, [*extra, *callbacks])
-    model = classifier(config, data, load_weights=ckpt_path is None)
+    trainer = _trainer(plan, run, recorder, quiet, [*extra, *callbacks])
+    model = classifier(plan, load_weights=ckpt_path is None)
     if ckpt_path is None:
         init_from_data(model, data)
     if model.pretrained_report and not quiet and trainer.is_global_zero:
@@ -351,12 +338,12 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
             "dataset": config.dataset,
             "epochs": config.epochs,
             "params": sum(p.numel() for p in model.net.parameters()),
-            "flops": _forward_flops(model, data),
+            "flops": _forward_flops(model, plan),
             "train_pflops": round(
-                _training_flops(model, data) * trainer.global_step * config.batch_size * trainer.world_size / 1e15, 6
+                _training_flops(model, plan) * trainer.global_step * config.batch_size * trainer.world_size / 1e15, 6
             ),
-            "num_classes": data.dataset.num_classes,
-            "input_shape": [data.dataset.channels, data.image_size, data.image_size],
+            "num_classes": plan.num_classes,
+            "input_shape": [plan.in_channels, plan.input_size, plan.input_size],
             **{k: round(v, 6) for k, v in metrics.items()},
             "best_val_acc": round(recorder.best_acc, 6),
             "test_loss": round(test["test_loss"], 6),
@@ -385,20 +372,20 @@ def init_from_data(model: ImageClassifier, data: ImageDataModule) -> None:
         model.net.init_from_data(data.first_images(count))
 
 
-def _forward_flops(model: ImageClassifier, data: ImageDataModule) -> int:
+def _forward_flops(model: ImageClassifier, plan: Plan) -> int:
     """FLOPs of one image through the network, counted on a fresh copy on the meta device (no weights allocated),
     so reports can show them without rebuilding the network."""
     with torch.device("meta"):
         net = model.build_network()
-    return count_flops(net, (1, data.dataset.channels, data.image_size, data.image_size))
+    return count_flops(net, (1, plan.in_channels, plan.input_size, plan.input_size))
 
 
-def _training_flops(model: ImageClassifier, data: ImageDataModule) -> int:
+def _training_flops(model: ImageClassifier, plan: Plan) -> int:
     """FLOPs of one training image (forward and backward, ``summarize.count_training_flops``), counted on a fresh
     copy on the meta device."""
     with torch.device("meta"):
         net = model.build_network()
-    return count_training_flops(net, (1, data.dataset.channels, data.image_size, data.image_size))
+    return count_training_flops(net, (1, plan.in_channels, plan.input_size, plan.input_size))
 
 
 def describe_device(device: torch.device) -> str:

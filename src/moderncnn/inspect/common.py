@@ -1,53 +1,45 @@
 """What every picture of a network needs: the run's network, its input images, and layers found by name.
 
 A run is loaded in one place (:func:`load`), so a change of loader is a one-line change. Images go through the
-run's own preprocessing (``moderncnn.deploy.predict``'s reader and the evaluation path of the training loader).
+run's own preprocessing (:meth:`RunInfo.preprocess <moderncnn.run.checkpoint.RunInfo.preprocess>`), as in
+``predict``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from moderncnn.engine.checkpoint import RunInfo, load_run
+from moderncnn.data.image import UnreadableImage
 from moderncnn.errors import DataError, ModelError
+from moderncnn.run.checkpoint import RunInfo, load_run
 
 # A module whose output is no longer a map: a layer that contains one cannot be a spatial target.
 _COLLAPSING = (nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 def load(run_or_ckpt: str | Path, checkpoint: str = "best") -> tuple[nn.Module, RunInfo]:
-    """The network of a run (eval mode, CPU) and its :class:`~moderncnn.engine.checkpoint.RunInfo`."""
+    """The network of a run (eval mode, CPU) and its :class:`~moderncnn.run.checkpoint.RunInfo`."""
     net, info = load_run(run_or_ckpt, checkpoint)
     return net, info
-
-
-def preprocess(images: Tensor, info: RunInfo) -> Tensor:
-    """uint8 images ``(N, C, H, W)`` as network input ``(N, C, S, S)``: normalised and resized as in evaluation."""
-    from moderncnn.data.augment import BatchAugment
-
-    augment = BatchAugment("none", mean=info.mean, std=info.std, resize=info.input_size, train=False)
-    return torch.cat([augment(images[i : i + 256]) for i in range(0, len(images), 256)])
 
 
 def read_image(path: str | Path, info: RunInfo) -> tuple[Tensor, Tensor]:
     """An image file as the network reads it: ``(pixels, input)``, uint8 ``(C, H, W)`` and float ``(C, S, S)``.
 
     Raises:
-        DataError: the file is missing or cannot be decoded.
+        DataError: the file is missing. UnreadableImage: it cannot be decoded.
     """
-    from moderncnn.deploy.predict import UnreadableImage, read_file
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no image file at {path}; give the path of a PNG, JPEG or other image file")
+    preprocess = info.preprocess()
     try:
-        pixels, _ = read_file(path, info.in_channels, input_size=info.input_size)
+        pixels, _ = preprocess.read(path)
     except UnreadableImage as err:
-        raise DataError(f"{path}: {err}; give an image file PIL can read") from None
-    return pixels, preprocess(pixels[None], info)[0]
+        raise UnreadableImage(f"{err.reason}; give an image file PIL can read", path) from None
+    return pixels, preprocess(pixels[None])[0]
 
 
 def model_name(net: nn.Module) -> str:

@@ -16,10 +16,11 @@ import numpy as np
 from torch import Tensor
 from torch.nn import functional as F
 
+from moderncnn.data.image import UnreadableImage
 from moderncnn.errors import DataError, UsageError
 from moderncnn.files import atomic_path, ensure_writable
 from moderncnn.inspect.attribution import IG_STEPS, Attribution, attribute
-from moderncnn.inspect.common import load, preprocess
+from moderncnn.inspect.common import load
 from moderncnn.plotting import pyplot, save_figure
 
 
@@ -121,7 +122,7 @@ def explain_images(
     Raises:
         DataError: no image file among ``inputs``. UsageError: a bad method, class or layer.
     """
-    from moderncnn.deploy.predict import Failure, UnreadableImage, find_images, read_file
+    from moderncnn.deploy.predict import Failure, find_images
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -134,14 +135,15 @@ def explain_images(
     out_dir = ensure_writable(out_dir, folder=True)  # before any work; never a run's checkpoints or logs
     slug = method.replace("+", "p")
     explanations = []
+    preprocess = info.preprocess()
     for path, stem in zip(paths, file_stems(paths), strict=True):
         try:
-            pixels, _ = read_file(path, info.in_channels, input_size=info.input_size)
+            pixels, _ = preprocess.read(path)
         except UnreadableImage as err:
             failures.append(Failure(str(path), str(err)))
             continue
         result: Attribution = attribute(
-            net, preprocess(pixels[None], info), method=method, target=target_index, layer=layer, ig_steps=ig_steps
+            net, preprocess(pixels[None]), method=method, target=target_index, layer=layer, ig_steps=ig_steps
         )
         heat = to_image_size(result.maps[0], *pixels.shape[1:])
         predicted = int(result.probs[0].argmax())

@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from moderncnn.engine.checkpoint import RunInfo
 from moderncnn.errors import UsageError
 from moderncnn.inspect.common import load, model_name
 from moderncnn.plotting import pyplot, save_figure
+from moderncnn.run.checkpoint import RunInfo
 
 
 @dataclass
@@ -106,17 +106,17 @@ def loss_surface(
 def training_subset(info: RunInfo, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """``size`` images of the run's training split (chosen with ``seed``), preprocessed as in evaluation."""
     from moderncnn.data import Split, load_dataset
-    from moderncnn.inspect.common import preprocess
 
     config = info.config
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size, seed=config.seed)
     train = dataset.splits["train"]
     chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:size]
     part = train.subset(chosen)
+    preprocess = info.preprocess()
     if isinstance(part, Split):
-        return preprocess(part.images, info), part.labels
+        return preprocess(part.images), part.labels
     items = [part[i] for i in range(len(part))]  # an image folder: decoded one file at a time, sizes differ
-    return torch.cat([preprocess(image[None], info) for image, _ in items]), torch.tensor([label for _, label in items])
+    return torch.cat([preprocess(image[None]) for image, _ in items]), torch.tensor([label for _, label in items])
 
 
 def write_csv(landscape: Landscape, path: str | Path) -> Path:

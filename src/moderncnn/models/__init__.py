@@ -1,7 +1,9 @@
 """The networks, one module per family, and the registry that names them.
 
 Importing this package imports every family module, and each registers its networks; the registry itself lives in
-``_registry.py``, which imports nothing of the package, so a family module can import it without a cycle.
+``_registry.py``, which imports nothing of the package, so a family module can import it without a cycle. Its public
+face is :mod:`moderncnn.registry` (``create_model``, ``list_models``, ``get_model_info``, ``ModelInfo``): one place
+that names them; this package adds :func:`load_torchvision_weights`.
 """
 
 from __future__ import annotations
@@ -22,30 +24,8 @@ from moderncnn.models import (  # noqa: F401  (imported for their registrations)
     resnet_cifar,
     vgg,
 )
-from moderncnn.models._registry import (
-    FAMILIES,
-    VARIANTS,
-    InputCheck,
-    ModelInfo,
-    create_model,
-    get_model_info,
-    list_families,
-    list_models,
-    register_model,
-)
 
-__all__ = [
-    "FAMILIES",
-    "VARIANTS",
-    "InputCheck",
-    "ModelInfo",
-    "create_model",
-    "get_model_info",
-    "list_families",
-    "list_models",
-    "load_torchvision_weights",
-    "register_model",
-]
+__all__ = ["load_torchvision_weights"]
 
 
 def load_torchvision_weights(model: nn.Module, state_dict: dict) -> nn.Module:

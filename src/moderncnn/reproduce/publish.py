@@ -20,12 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from moderncnn.data import Split, load_dataset
-from moderncnn.data.augment import BatchAugment
-from moderncnn.engine.checkpoint import RunInfo, load_run
-from moderncnn.engine.config import resolve_resize, tta_views
 from moderncnn.engine.module import tta_logits
 from moderncnn.errors import CheckpointError, DataError, UsageError
 from moderncnn.reports.confusion import plot_confusion
+from moderncnn.run.checkpoint import RunInfo, load_run
+from moderncnn.run.config import tta_views
 from moderncnn.rundir import RunDir
 from moderncnn.weights.store import sha256_of
 from moderncnn.weights.table import BUNDLED, CARDS, TABLE, WeightsInfo, _read_table, write_table
@@ -165,12 +164,11 @@ def _reload(info: RunInfo, state: dict[str, Tensor]) -> nn.Module:
 def predictions(net: nn.Module, images: Tensor, info: RunInfo, tta: str = "none", batch: int = 500) -> Tensor:
     """The predicted class of each uint8 image ``(N, C, H, W)``, preprocessed as ``evaluate`` does, with the
     test-time augmentation ``tta`` (``none``, ``flip``, ``flip-shift``)."""
-    resize = resolve_resize(info.config, images.shape[-1], trained_size=info.input_size)
-    augment = BatchAugment("none", mean=info.mean, std=info.std, resize=resize, train=False)
+    preprocess = info.preprocess()
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = augment(images[start : start + batch])
+            x = preprocess(images[start : start + batch])
             logits = tta_logits(net, x, tta)
             out.append(logits.argmax(dim=1))
     return torch.cat(out)
@@ -251,7 +249,7 @@ def _entry(name, info, results, settings, run, data, dtype, url, measured, recip
 def published_figure(model: str, dataset: str, origin: dict) -> dict:
     """The published test accuracy this network is compared with: the run's recipe's, else a bundled recipe's that
     trains ``model`` on ``dataset``; ``{}`` when none is known."""
-    from moderncnn.reproduce.recipes import list_recipes
+    from moderncnn.run.recipes import list_recipes
 
     candidates = []
     if origin:

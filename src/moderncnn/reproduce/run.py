@@ -7,31 +7,30 @@ again continues where it stopped: finished networks are kept, an interrupted one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
-from moderncnn.engine.config import TrainConfig, resolve_resize
 from moderncnn.engine.training import train
 from moderncnn.errors import ModernCNNError, UsageError
 from moderncnn.reports.compare import Comparison, compare
-from moderncnn.reproduce.recipes import Recipe, dataset_image_size, load_recipe
+from moderncnn.run.config import TrainConfig
+from moderncnn.run.plan import RESOLVED
+from moderncnn.run.recipes import Recipe, load_recipe
 from moderncnn.rundir import RunDir
 
 
 def _same_settings(run: RunDir, config: TrainConfig) -> None:
-    """Refuse to mix runs of other settings into this reproduction (sizes compared as the runs resolved them)."""
-    earlier = TrainConfig.load(run.config).to_dict()
+    """Refuse to mix runs of other settings into this reproduction: the settings asked for, compared with those the
+    earlier run was asked for (``reproduce.json`` keeps them; its ``config.yaml`` records what its plan decided)."""
+    earlier = run.read_origin().get("settings")
+    skip = {"run_dir"}  # where the run lives is not a setting: a moved or copied folder keeps its runs
+    if earlier is None:  # a reproduction started before the settings were kept: compare what was not planned
+        earlier = TrainConfig.load(run.config).to_dict()
+        skip |= set(RESOLVED)
     ours = config.to_dict()
-    # train() resolves an unset size before it writes config.yaml; compare like with like.
-    ours["resize"] = resolve_resize(config, dataset_image_size(config.dataset, config.data_dir))
-    # Speed settings left to "auto" were chosen for the hardware when the run started: the run keeps its choices.
-    for name in ("precision", "channels_last", "compile", "threads"):
-        if ours[name] in ("auto", None):
-            ours[name] = earlier.get(name)
-    # Where the run lives is not a setting: a reproduction folder that was moved or copied keeps its runs.
-    ours["run_dir"] = earlier.get("run_dir")
-    differs = sorted(k for k, v in ours.items() if earlier.get(k) != v)
+    differs = sorted(k for k in ours.keys() - skip if earlier.get(k) != ours[k])
     if differs:
         raise UsageError(
             f"{run} holds a run with other settings (differs in {', '.join(differs)}); "
@@ -74,7 +73,7 @@ def reproduce(
     rank = 0
     for i, config in enumerate(configs, 1):
         run = RunDir(out / config.model)
-        config.run_dir = str(run)
+        config = dataclasses.replace(config, run_dir=str(run))
         step = f"[{i}/{len(configs)}] {config.model}"
         if run.is_finished:
             _same_settings(run, config)
@@ -92,6 +91,7 @@ def reproduce(
                 "published": recipe.network(config.model).published,
                 "published_columns": recipe.published_columns,
                 "heading": recipe.heading().to_dict(),  # so `compare` needs no recipe file
+                "settings": config.to_dict(),  # as asked for, before the run's plan resolves them
             }
             run.origin.write_text(json.dumps(origin, indent=2))
         log(f"{step}: {'resuming' if resume else 'training'} in {run}")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from moderncnn.serve.app import create_app
 from moderncnn.serve.guard import check_options
-from moderncnn.serve.model import BACKENDS, BadImage, ServedModel, load_model
+from moderncnn.serve.model import BACKENDS, ServedModel, load_model
 
-__all__ = ["BACKENDS", "BadImage", "ServedModel", "create_app", "host_warning", "load_model", "serve"]
+__all__ = ["BACKENDS", "ServedModel", "create_app", "host_warning", "load_model", "serve"]
 
 
 def host_warning(host: str, token: str | None) -> str | None:

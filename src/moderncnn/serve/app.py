@@ -23,11 +23,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from moderncnn.data.image import UnreadableImage
 from moderncnn.errors import ModernCNNError
 from moderncnn.serve import render
 from moderncnn.serve.batcher import WINDOW, Batcher
 from moderncnn.serve.guard import Guard, Metrics, check_options
-from moderncnn.serve.model import BadImage, ServedModel
+from moderncnn.serve.model import ServedModel
 
 STATIC = Path(__file__).parent / "static"
 MAX_FILES = 32  # images in one request
@@ -251,7 +252,7 @@ def _decode(model: ServedModel, images: list[tuple[str, bytes]], max_pixels: int
     for name, data in images:
         try:
             decoded.append(model.read(data, max_pixels))
-        except BadImage as err:
+        except UnreadableImage as err:
             status = 413 if "above the limit" in str(err) else 400
             raise ClientError(status, f"{name}: {err}") from None
     return decoded

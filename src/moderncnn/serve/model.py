@@ -1,9 +1,9 @@
 """The network a server answers with: a trained run (PyTorch) or an ONNX export (onnxruntime), with its preprocessing.
 
-Both backends read an image exactly as ``moderncnn predict`` does (:func:`moderncnn.deploy.predict.read_file` on
-the bytes held in memory, then :func:`~moderncnn.deploy.predict.preprocessor`), so a file gets the same
-probabilities from the server as from the command line. An ONNX export carries its preprocessing in the JSON file
-``moderncnn export`` writes beside it (``OUT.onnx.json``).
+Both backends read an image exactly as ``moderncnn predict`` does (the run's
+:class:`~moderncnn.run.preprocess.Preprocess`: :func:`moderncnn.data.image.read_file` on the bytes held in memory,
+then the evaluation transform), so a file gets the same probabilities from the server as from the command line. An
+ONNX export carries its preprocessing in the JSON file ``moderncnn export`` writes beside it (``OUT.onnx.json``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from moderncnn.deploy.predict import UnreadableImage, preprocessor, read_file
+from moderncnn.data.image import UnreadableImage, read_file
 from moderncnn.errors import CheckpointError, UsageError
+from moderncnn.run.preprocess import Preprocess
 from moderncnn.rundir import RunDir
 
 BACKENDS = ("torch", "onnxruntime")
 # Images decoded at once by one server. Each is full size until it shrinks to a few times the input (up to ~270 MB
 # for an RGB file at the 89.5-megapixel limit), so this, not the number of requests, bounds the decoding memory.
 DECODE_SLOTS = 2
-
-
-class BadImage(UsageError):
-    """An uploaded image that cannot be used; the message says why (the server answers 4xx with it)."""
 
 
 @dataclass
@@ -71,20 +68,12 @@ class ServedModel:
     )
 
     def __post_init__(self):
-        self._preprocess = preprocessor(self.mean, self.std, self.input_size)
+        self._preprocess = Preprocess.of(self.in_channels, self.input_size, self.mean, self.std)
 
     @property
     def preprocessing(self) -> dict:
         """What was done to each image, as /predict reports it."""
-        return {
-            "channels": self.in_channels,
-            "color": "RGB" if self.in_channels == 3 else "grey (ITU-R 601-2 luma)",
-            "scale": "pixel values to [0, 1] by their bit depth",
-            "mean": self.mean,
-            "std": self.std,
-            "resize": [self.input_size, self.input_size],
-            "interpolation": "bilinear, antialiased, whole image (no crop)",
-        }
+        return self._preprocess.describe()
 
     def metadata(self) -> dict:
         """The network, its classes and preprocessing, its size and where it comes from (``GET /metadata``)."""
@@ -108,16 +97,14 @@ class ServedModel:
         """Image bytes as ``(pixels, input)``: uint8 ``(C, H, W)`` as decoded and float ``(C, S, S)`` for the network.
 
         Raises:
-            BadImage: empty, not an image, truncated, or above the pixel limit (refused from its header).
+            UnreadableImage: empty, not an image, truncated, or above the pixel limit (refused from its header).
         """
         if not data:
-            raise BadImage("the image is empty (0 bytes); send the bytes of a PNG, JPEG or other image file")
+            raise UnreadableImage("the image is empty (0 bytes); send the bytes of a PNG, JPEG or other image file")
         try:
             with self._decoding:
                 pixels, _ = read_file(io.BytesIO(data), self.in_channels, max_pixels=max_pixels,
                                       input_size=self.input_size)  # fmt: skip
-        except UnreadableImage as err:
-            raise BadImage(str(err)) from None
         finally:
             _return_freed_memory()
         return pixels, self._preprocess(pixels[None])[0]
@@ -172,7 +159,7 @@ def load_model(source: str | Path, backend: str | None = None, checkpoint: str =
 
 
 def _load_torch(source: Path, checkpoint: str) -> ServedModel:
-    from moderncnn.engine.checkpoint import load_run
+    from moderncnn.run.checkpoint import load_run
 
     net, info = load_run(source, checkpoint)
     run = RunDir.of_checkpoint(info.checkpoint)

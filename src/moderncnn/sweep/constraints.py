@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import random
 
-from moderncnn.engine.config import TrainConfig, resolve_resize
 from moderncnn.errors import ConfigError
+from moderncnn.run.config import TrainConfig
+from moderncnn.run.plan import input_size
 
 
 @functools.cache
@@ -23,10 +24,10 @@ def count_parameters(config: TrainConfig) -> int:
     """Parameters of ``config``'s network as the engine builds it for ``config``'s data."""
     import torch
 
-    from moderncnn.engine.checkpoint import build_network
+    from moderncnn.run.checkpoint import build_network
 
     classes, channels, side = _data_facts(config.dataset, config.data_dir)
-    size = resolve_resize(config, side) or side
+    size = input_size(config, side)
     with torch.device("meta"):
         net = build_network(config, classes, channels, size)  # a ModelError names an option it does not take
     return sum(p.numel() for p in net.parameters())

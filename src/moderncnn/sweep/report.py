@@ -141,7 +141,7 @@ _SPEED = ("threads", "precision", "channels_last", "compile")
 def best_config(report: SweepReport) -> Path:
     """Write ``best.yaml`` beside the trials: the best trial's ``config.yaml`` with the sweep's ``retrain`` settings
     over it (no batch limit), for ``moderncnn train --config``. Returns its path."""
-    from moderncnn.engine.config import TrainConfig
+    from moderncnn.run.config import TrainConfig
 
     if not report.ranked:
         raise UsageError(f"{report.out} has no finished trial yet; run the sweep first (or let it finish one)")

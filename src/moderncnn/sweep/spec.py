@@ -9,7 +9,7 @@ The smallest sweep file::
     objective: val_acc
     trials: 6
 
-``base`` is a network and any :class:`~moderncnn.engine.config.TrainConfig` settings (or ``recipe: RECIPE:BUDGET``
+``base`` is a network and any :class:`~moderncnn.run.config.TrainConfig` settings (or ``recipe: RECIPE:BUDGET``
 and a network); ``space`` ranges over settings and, under ``model_kwargs``, the network's own options. Settings are
 checked by the engine's own validation at every corner of the space, so a sweep that would fail in trial 17 is
 refused now, in one line naming the field.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from moderncnn.engine.config import TrainConfig, check_type, default_settings, make_config
 from moderncnn.errors import ConfigError, UsageError
+from moderncnn.run.config import TrainConfig, check_type, default_settings, make_config
 
 BUNDLED = Path(__file__).parent / "examples"
 OBJECTIVES = {"val_acc": "maximize", "best_val_acc": "maximize", "val_loss": "minimize"}
@@ -171,7 +171,7 @@ def _base(raw: dict) -> dict:
             f"sweep field 'base.model' must name a network (see `moderncnn models`), got {base.get('model')!r}"
         )
     if recipe is not None:
-        from moderncnn.reproduce.recipes import recipe_settings
+        from moderncnn.run.recipes import recipe_settings
 
         given = {k: v for k, v in base.items() if v is not None}
         base = {**recipe_settings(str(recipe), base["model"], base.get("dataset"), base.get("data_dir")), **given}

@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 
 from moderncnn.errors import UsageError
+from moderncnn.rundir import process_alive
 
 STUDY_FILE = "study.db"
 # A trial is retried this many times after its worker dies, then left failed.
@@ -106,12 +107,4 @@ def fail_dead_trials(study) -> list[int]:
 
 
 def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return True  # unknown: leave it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not isinstance(pid, int) or process_alive(pid)  # an unknown process: leave its trial

@@ -8,6 +8,7 @@ when the study holds its number of trials. The same command on other machines ag
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -230,7 +231,7 @@ class Objective:
         described = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         config = self.spec.config(values)
         if self.threads is not None and "threads" not in self.spec.base:
-            config.threads = self.threads
+            config = dataclasses.replace(config, threads=self.threads)
         trial.set_user_attr("owner", owner())
         retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial.storage.get_trial(trial._trial_id))
         if retried is not None:
@@ -242,7 +243,7 @@ class Objective:
             raise optuna.TrialPruned(f"rejected before training: {'; '.join(broken)}")
         self.rejected_in_a_row = 0
         run = trial_dir(self.out, trial.number)
-        config.run_dir = str(run)
+        config = dataclasses.replace(config, run_dir=str(run))
         trial.set_user_attr("run_dir", run.name)
         again = f" (retry of trial {retried})" if retried is not None else ""
         self.log(f"trial {trial.number}{again}: {described}")

@@ -65,7 +65,8 @@ def load_state_dict(info: WeightsInfo | str, *, progress: bool = True) -> dict[s
 
 def load_network(info: WeightsInfo | str, *, progress: bool = True) -> nn.Module:
     """The weight's network in eval mode, in float32 on the CPU, with every tensor loaded (``strict=True``)."""
-    from moderncnn.models import create_model
+    import moderncnn.models  # noqa: F401  (the networks register themselves)
+    from moderncnn.models._registry import create_model
 
     info = get_weights_info(info) if isinstance(info, str) else info
     net = create_model(info.network, num_classes=info.num_classes, in_channels=info.in_channels, **info.model_kwargs)
@@ -85,7 +86,8 @@ def create_pretrained(network: str, dataset: str, num_classes: int | None = None
     initialised classifier (fine-tuning); ``in_channels=1`` for a 3-channel weight sums the first convolution's
     filters over RGB. The network is returned in train mode, as ``create_model`` returns any network.
     """
-    from moderncnn.models import create_model
+    import moderncnn.models  # noqa: F401  (the networks register themselves)
+    from moderncnn.models._registry import create_model
     from moderncnn.models.pretrained import fit_state_dict
 
     info = weights_for(network, dataset)

@@ -19,21 +19,38 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from moderncnn.engine.config import TrainConfig
+from moderncnn.constants import CHECKPOINTS
 from moderncnn.errors import CheckpointError, UsageError
 from moderncnn.registry import create_model, get_model_info
+from moderncnn.run.config import TrainConfig
+from moderncnn.run.preprocess import Preprocess
 from moderncnn.rundir import RunDir
 from moderncnn.weights import WeightsInfo, get_weights_info, load_network, weights_name
 
 
 def build_network(config: TrainConfig, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
-    """``config.model`` for this data: a network whose classifier is sized for one input size (the textbook's
-    flattening networks) is built for the size the images actually have, unless the config fixes it."""
-    kwargs = dict(config.model_kwargs)
-    if get_model_info(config.model).fixed_input_size:
+    """``config.model`` for this data (:func:`create_network` with the config's options)."""
+    return create_network(
+        config.model, num_classes, in_channels, input_size, config.model_kwargs, config.bn_momentum, config.bn_eps
+    )
+
+
+def create_network(
+    model: str,
+    num_classes: int,
+    in_channels: int,
+    input_size: int,
+    model_kwargs: dict | None = None,
+    bn_momentum: float | None = None,
+    bn_eps: float | None = None,
+) -> nn.Module:
+    """``model`` for this data: a network whose classifier is sized for one input size (the textbook's flattening
+    networks) is built for the size the images actually have, unless ``model_kwargs`` fixes it."""
+    kwargs = dict(model_kwargs or {})
+    if get_model_info(model).fixed_input_size:
         kwargs.setdefault("input_size", input_size)
-    net = create_model(config.model, num_classes=num_classes, in_channels=in_channels, **kwargs)
-    override_batchnorm(net, config.bn_momentum, config.bn_eps)
+    net = create_model(model, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    override_batchnorm(net, bn_momentum, bn_eps)
     return net
 
 
@@ -125,6 +142,11 @@ class RunInfo:
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"refusing {path}: its settings are incomplete or malformed ({err})") from None
 
+    def preprocess(self) -> Preprocess:
+        """What an image goes through before this network: the one input pipeline of ``predict``, ``serve``,
+        ``inspect`` and ``evaluate``."""
+        return Preprocess.of(self.in_channels, self.input_size, self.mean, self.std)
+
     def build(self) -> nn.Module:
         """A freshly initialised network of this run's architecture."""
         return build_network(self.config, self.num_classes, self.in_channels, self.input_size)
@@ -140,7 +162,7 @@ class LoadedRun(NamedTuple):
 def checkpoint_path(run_or_ckpt: str | Path, checkpoint: str = "best") -> Path | str:
     """``RUN/checkpoints/<checkpoint>.ckpt`` for a run directory, or the path itself for a checkpoint file; a
     published weight's ``weights:NAME`` as it is, once the name is known to the table."""
-    if checkpoint not in ("best", "last"):
+    if checkpoint not in CHECKPOINTS:
         raise UsageError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     name = weights_name(run_or_ckpt)
     if name is not None:

@@ -19,15 +19,18 @@ from pathlib import Path
 
 import yaml
 
-from moderncnn.constants import AUGMENT_PRESETS, FLIP_MODES, TTA_VIEWS
+from moderncnn.constants import (
+    AUGMENT_PRESETS,
+    FLIP_MODES,
+    INITS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    SWITCHES,
+    TEST_CHECKPOINTS,
+    TTA_VIEWS,
+)
 from moderncnn.errors import ConfigError, UsageError
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
-SCHEDULES = ("none", "multistep", "cosine", "onecycle", "linear")
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-SWITCHES = ("auto", "true", "false")
-INITS = ("default", "xavier", "kaiming")
-TEST_CHECKPOINTS = ("last", "best")
 
 
 def setting(default=None, help: str = "", choices: tuple | None = None, factory=None, flag: bool = True, const=None):
@@ -39,9 +42,13 @@ def setting(default=None, help: str = "", choices: tuple | None = None, factory=
     return field(default=default, metadata=metadata)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """The settings of one training run (``moderncnn train --help`` lists each, generated from these fields)."""
+    """The settings of one training run (``moderncnn train --help`` lists each, generated from these fields).
+
+    Frozen: a validated config is never rewritten; a changed copy is ``dataclasses.replace(config, name=value)``,
+    and what a run resolves (its size, its speed choices) is its :class:`~moderncnn.run.plan.Plan`'s.
+    """
 
     model: str = setting(help="registry name (see `moderncnn models`)", flag=False)
     dataset: str = setting(
@@ -173,6 +180,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def defaults() -> dict:
+        """Every setting's default (``model`` has none: ``None``)."""
+        return {
+            f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(TrainConfig)
+        }
+
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
@@ -202,13 +217,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise a one-line ``ValueError`` for the first invalid setting; return self."""
         from moderncnn.registry import get_model_info  # here, not at the top: reading the fields must not load torch
+        from moderncnn.run.plan import check_resize
 
-        info = get_model_info(self.model)  # unknown model: error with the closest names
-        if self.resize is not None and 1 <= self.resize < info.min_input_size:
-            raise ConfigError(
-                f"resize {self.resize} is below the smallest input {self.model} accepts ({info.min_input_size} px); "
-                f"give --resize {info.min_input_size} or more, or leave it out"
-            )
+        get_model_info(self.model)  # unknown model: error with the closest names
+        check_resize(self.model, self.resize)
         for f in dataclasses.fields(self):  # settings built in Python skip from_dict: check their types here too
             check_type(f.name, getattr(self, f.name), _field_types()[f.name])
         checks = [
@@ -428,32 +440,6 @@ def make_config(model: str, **overrides) -> TrainConfig:
     return TrainConfig.from_dict(values).validate()
 
 
-def resolve_resize(config: TrainConfig, native: int | None, trained_size: int | None = None) -> int | None:
-    """The one rule for the size images are resized to before they reach the network (``None``: keep theirs).
-
-    For training (``trained_size`` unset): ``config.resize`` when given; else the network's own input size when the
-    images vary in size (an image folder), when the ``d2l`` preset asks for the network's resolution, or when they
-    are smaller than the network accepts (8 px digits for LeNet); else the images' own size. A run applies it once,
-    before ``config.yaml`` is written, so the file says what was done. For a trained network (``trained_size``: the
-    side it was trained on), images of any other size are resized to that.
-
-    Args:
-        config: the settings (``model``, ``augment``, ``resize``).
-        native: side of the dataset's (square) images, ``None`` when they vary.
-        trained_size: side of the images a trained network saw.
-    """
-    if trained_size is not None:
-        return None if native == trained_size else trained_size
-    if config.resize is not None:
-        return config.resize
-    from moderncnn.registry import get_model_info
-
-    info = get_model_info(config.model)
-    if native is None or config.augment == "d2l" or native < info.min_input_size:
-        return info.input_size
-    return None
-
-
 @functools.cache
 def _field_types() -> dict[str, object]:
     return typing.get_type_hints(TrainConfig)
@@ -492,11 +478,30 @@ def _describe(option) -> str:
     return _TYPE_NAMES.get(option, getattr(option, "__name__", str(option)))
 
 
-def config_from(model: str | None = None, config_file: str | Path | None = None, **overrides) -> TrainConfig:
-    """A validated config from what a user gives: a network's defaults (:func:`make_config`), or an earlier run's
-    ``config.yaml``, with ``overrides`` (``None`` values ignored) winning either way; ``model`` may swap the network
-    of a config file."""
+def config_from(
+    model: str | None = None, config_file: str | Path | None = None, *, recipe: str | None = None, **overrides
+) -> TrainConfig:
+    """A validated config from what a user gives: a network's defaults (:func:`make_config`), a recipe's budget over
+    them, or an earlier run's ``config.yaml``, with ``overrides`` (``None`` values ignored) winning either way;
+    ``model`` may swap the network of a config file.
+
+    Args:
+        model: the network (may be left out with ``config_file``, or with ``init_from``: the weights' network).
+        config_file: an earlier run's ``config.yaml``.
+        recipe: ``RECIPE:BUDGET`` or a budget alone (``fast``: the bundled recipe for this network or dataset), as
+            ``moderncnn train --recipe`` takes it (:func:`moderncnn.run.recipes.recipe_settings`).
+        overrides: settings that win over the rest.
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
+    if recipe is not None:
+        if config_file is not None:
+            raise UsageError("--recipe and --config both give every setting; use one (flags may adjust either)")
+        if not model:
+            raise UsageError("--recipe needs a MODEL to train, e.g. `moderncnn train resnet20 --recipe fast`")
+        from moderncnn.run.recipes import recipe_settings
+
+        base = recipe_settings(recipe, model, dataset=given.get("dataset"), data_dir=given.get("data_dir"))
+        given = {**base, **given}
     if not model and config_file is None and given.get("init_from"):
         from moderncnn.weights import get_weights_info
 

@@ -22,16 +22,17 @@ from pathlib import Path
 
 import yaml
 
-from moderncnn.engine.config import TrainConfig, make_config
+from moderncnn.constants import BUDGETS
 from moderncnn.errors import UsageError
 from moderncnn.registry import get_model_info
 from moderncnn.reports.compare import RecipeHeading
+from moderncnn.run.config import TrainConfig, make_config
+from moderncnn.run.plan import native_resize
 
 BUNDLED = Path(__file__).parent / "recipes"
 # The bundled recipes in the order a learner meets them: the book, the tutorial, then the speed-run paper. A budget
 # alone (``train --recipe fast``) takes the first recipe in this order that fits.
 BUNDLED_ORDER = ("d2l-ch7", "uva-tutorial5", "airbench")
-BUDGETS = ("full", "quick", "fast", "smoke")
 COMPARISONS = ("diff", "ratio")
 # A recipe's name and its networks' names become folder names (runs/reproduce/<name>-<budget>/<network>): one plain
 # name each, never a path (a recipe from someone else must not write outside the output folder).
@@ -97,7 +98,8 @@ class Recipe:
         budget_values = dict(self.budgets[budget])
         budget_values.update(budget_values.pop("networks", {}).get(network.model, {}))
         if budget_values.get("resize") == "native":
-            budget_values["resize"] = _native_size(dataset, network.model, overrides.get("data_dir"))
+            native = dataset_image_size(dataset, overrides.get("data_dir"))
+            budget_values["resize"] = native_resize(network.model, native)
         values.update(budget_values)
         if scheduled_epochs and "epochs" in budget_values and "milestones" not in budget_values:
             ratio = values["epochs"] / scheduled_epochs
@@ -119,12 +121,6 @@ class Recipe:
             published_columns=self.published_columns,
             notes=self.notes,
         )
-
-
-def _native_size(dataset: str, model: str, data_dir: str | None) -> int | None:
-    """The dataset's image size, at least the network's minimum input; None for images of mixed sizes."""
-    native = dataset_image_size(dataset, data_dir)
-    return None if native is None else max(native, get_model_info(model).min_input_size)
 
 
 @functools.lru_cache(maxsize=8)

@@ -25,13 +25,12 @@ What ``auto`` means:
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 
+from moderncnn.constants import PRECISIONS
 from moderncnn.errors import ConfigError
-
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
-SWITCHES = ("auto", "true", "false")
 
 # Training steps from which `compile: auto` compiles: the compile time over the per-step gain, measured with
 # benchmarks/compile_break_even.py (2-core x86_64 CPU with AVX-512 BF16, torch 2.14.1, bf16-mixed + channels_last,
@@ -53,7 +52,7 @@ class Hardware:
         name: the processor's or GPU's name, for the log.
         bf16: the feature that makes bf16 native (``"avx512_bf16"``, ``"amx"``, ``"sm_90"``), ``""`` if none.
         fp16: fp16 tensor cores (CUDA compute capability 7.0 or newer).
-        cores: intra-op threads torch uses by default (``engine.threads.default_threads``).
+        cores: intra-op threads torch uses by default (:func:`default_threads`).
         compiler: a C++ compiler was found (``torch.compile`` needs one on the CPU).
     """
 
@@ -63,6 +62,22 @@ class Hardware:
     fp16: bool = False
     cores: int = 1
     compiler: bool = True
+
+
+def default_threads() -> int:
+    """torch's own default intra-op thread count: ``OMP_NUM_THREADS`` when set, else one per physical core.
+
+    Not ``torch.get_num_threads()``, which a governor of an earlier run in the same process may have lowered.
+    """
+    import torch
+
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return int(torch.cpu.get_capabilities()["num_physical_cores"]) or torch.get_num_threads()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return torch.get_num_threads()
 
 
 def cpu_bf16_feature() -> str:
@@ -86,8 +101,6 @@ def cpu_bf16_feature() -> str:
 def detect_hardware(accelerator: str = "auto") -> Hardware:
     """The hardware a run with this ``accelerator`` setting (``auto``, ``cpu``, ``gpu``, ``cuda``) trains on."""
     import torch
-
-    from moderncnn.engine.threads import default_threads
 
     compiler = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
     cores = default_threads()
