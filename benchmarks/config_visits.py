@@ -24,8 +24,9 @@ def _holds(value, kind) -> bool:
     return isinstance(attributes, dict) and any(isinstance(v, kind) for v in list(attributes.values()))
 
 
-def trace_lr_find() -> list[tuple[str, str]]:
-    """``(module, function)`` of every call that received a ``TrainConfig``, in order."""
+def trace_lr_find(narrow: bool = False) -> list[tuple[str, str]]:
+    """``(module, function)`` of every call that received a ``TrainConfig``, in order (``narrow``: as an argument
+    itself, not kept in an attribute of one)."""
     try:
         from moderncnn.run.config import TrainConfig, make_config
     except ImportError:  # before the run package (the code this was first measured on)
@@ -42,6 +43,9 @@ def trace_lr_find() -> list[tuple[str, str]]:
     )
     calls: list[tuple[str, str]] = []
 
+    def held(value) -> bool:
+        return isinstance(value, TrainConfig) if narrow else _holds(value, TrainConfig)
+
     def profile(frame, event, arg):
         if event != "call":
             return
@@ -50,7 +54,7 @@ def trace_lr_find() -> list[tuple[str, str]]:
             return
         code = frame.f_code
         names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-        if any(_holds(frame.f_locals.get(n), TrainConfig) for n in names):
+        if any(held(frame.f_locals.get(n)) for n in names):
             calls.append((module, code.co_qualname))
 
     with tempfile.TemporaryDirectory() as out:
@@ -73,8 +77,9 @@ def summarise(calls: list[tuple[str, str]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=inspect.getdoc(sys.modules[__name__]).splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print each call")
+    parser.add_argument("--narrow", action="store_true", help="count only calls with a TrainConfig as an argument")
     args = parser.parse_args()
-    calls = trace_lr_find()
+    calls = trace_lr_find(args.narrow)
     if args.list:
         for module, function in calls:
             print(f"{module}.{function}")

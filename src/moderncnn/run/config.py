@@ -523,11 +523,7 @@ def describe_defaults() -> list[str]:
         lines.append(f"  {variant}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     for model, values in _BY_MODEL.items():
         lines.append(f"  {model}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-    plain = [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag") and f.name != "run_dir"]
-    lines.append(
-        "  otherwise: "
-        + ", ".join(
-            f"{f.name}={f.default if f.default_factory is dataclasses.MISSING else f.default_factory()}" for f in plain
-        )
-    )
+    plain = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag") and f.name != "run_dir"]
+    defaults = TrainConfig.defaults()
+    lines.append("  otherwise: " + ", ".join(f"{name}={defaults[name]}" for name in plain))
     return lines
