@@ -12,8 +12,8 @@ import torch
 from moderncnn import benchmark as bench
 from moderncnn.cli.benchmark import add_parsers as add_parser
 from moderncnn.cli.benchmark import cases
-from moderncnn.engine import speed
 from moderncnn.errors import UsageError
+from moderncnn.run import speed
 from moderncnn.summarize import count_flops, count_training_flops
 
 QUICK = {"batch_size": 4, "repeats": 2, "min_pass_s": 0.01, "device": "cpu"}

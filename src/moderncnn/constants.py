@@ -29,6 +29,9 @@ TEST_CHECKPOINTS = ("last", "best")
 # A recipe's budgets: the published settings, fewer epochs, a modern recipe at native resolution, a smoke test.
 BUDGETS = ("full", "quick", "fast", "smoke")
 
+# What `moderncnn serve` answers with: a run in PyTorch, or an ONNX export in onnxruntime.
+SERVE_BACKENDS = ("torch", "onnxruntime")
+
 # torchvision's image file extensions (``torchvision.datasets.folder.IMG_EXTENSIONS``), repeated so that predicting
 # does not import torchvision (a test keeps the two equal).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

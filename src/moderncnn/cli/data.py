@@ -6,6 +6,7 @@ import argparse
 import json
 
 from moderncnn.cli.options import count_or_fraction
+from moderncnn.constants import AUGMENT_PRESETS
 
 
 def add_parsers(sub) -> None:
@@ -24,7 +25,7 @@ def add_parsers(sub) -> None:
         help="image file to write (.png, .jpg, .pdf, .svg); a folder or a path ending in / gets preview.png inside; "
         "a name without an image extension gets .png",
     )
-    p.add_argument("--augment", help="show each image beside augmented versions: none, d2l, cifar or uva")
+    p.add_argument("--augment", help=f"show each image beside augmented versions: {', '.join(AUGMENT_PRESETS)}")
     p.add_argument("--resize", type=int, help="resize to this size (the d2l preset needs one)")
     p.add_argument("--split", default="train", help="train, val or test (default: train)")
     p.add_argument("--count", type=int, default=8, help="number of images, 1 to 256 (default: 8)")

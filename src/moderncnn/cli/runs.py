@@ -7,6 +7,7 @@ import json
 import sys
 
 from moderncnn.cli.options import add_checkpoint
+from moderncnn.constants import BUDGETS
 
 
 def add_parsers(sub) -> None:
@@ -36,7 +37,7 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--budget",
         default="full",
-        choices=["full", "quick", "fast", "smoke"],
+        choices=BUDGETS,
         help="full: the published settings (default; hours on a GPU for the whole recipe); quick: fewer epochs "
         "at native resolution; fast: the same networks at native resolution with a modern recipe, aiming at the "
         "published accuracy in the least time; smoke: a few batches per network",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from moderncnn.cli.options import add_checkpoint
+from moderncnn.constants import SERVE_BACKENDS
 
 
 def add_parsers(sub) -> None:
@@ -24,7 +25,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument(
         "--backend",
-        choices=["torch", "onnxruntime"],
+        choices=SERVE_BACKENDS,
         help="torch for a run or checkpoint, onnxruntime for an .onnx export (default: from RUN_OR_EXPORT)",
     )
     p.add_argument("--max-batch", type=int, default=32, help="most images in one forward pass; 1: no batching (32)")

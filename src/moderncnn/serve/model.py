@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from moderncnn.constants import SERVE_BACKENDS
 from moderncnn.data.image import UnreadableImage, read_file
 from moderncnn.errors import CheckpointError, UsageError
 from moderncnn.run.preprocess import Preprocess
 from moderncnn.rundir import RunDir
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = SERVE_BACKENDS
 # Images decoded at once by one server. Each is full size until it shrinks to a few times the input (up to ~270 MB
 # for an RGB file at the 89.5-megapixel limit), so this, not the number of requests, bounds the decoding memory.
 DECODE_SLOTS = 2
