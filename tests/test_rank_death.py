@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,  # two DDP processes until their first checkpoint: 20-40 s each on 2 busy cores
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses prctl"),
-]
+from moderncnn.engine.peers import RANK0_PID_VARIABLE, RankWatcher, stop_for_lost_rank, watch_ranks
+from moderncnn.rundir import RunDir
+
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses prctl")
 
 PR_SET_CHILD_SUBREAPER = 36
 TRAIN = ["train", "lenet_bn", "--dataset", "synthetic:image_size=28,num_train=512,num_test=64", "--epochs", "1000",
@@ -45,6 +45,47 @@ def subreaper(on: bool) -> bool:
     return ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
 
 
+def test_a_watcher_names_the_child_that_died_and_how():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watcher = RankWatcher(world=3, first_rank=1, children=[subprocess.Popen([sys.executable, "-c", "pass"]), child])
+    watcher.start()
+    child.kill()
+    assert watcher.wait_for_loss(10) == "rank 2 of 3 died (killed by SIGKILL)"
+    watcher.stand_down()
+
+
+def test_a_single_process_run_keeps_its_errors_and_lightnings_launcher(tmp_path):
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    observer = subprocess_script._launch_process_observer
+    with pytest.raises(RuntimeError, match="Connection reset by peer"), watch_ranks(1, str):
+        assert os.environ[RANK0_PID_VARIABLE] == str(os.getpid())
+        raise RuntimeError("Connection reset by peer")  # no process group: not another rank's death
+    assert subprocess_script._launch_process_observer is observer and RANK0_PID_VARIABLE not in os.environ
+
+
+def test_the_line_says_what_is_left_of_the_run(tmp_path):
+    run = RunDir(tmp_path / "new")
+    run.path.mkdir()
+    run.config.write_text("model: lenet_bn\n")
+    line = stop_for_lost_rank(run, True, True, "rank 1 of 2 died")
+    assert line == f"rank 1 of 2 died; the run stopped before its first checkpoint and {run} is removed: start it again"
+    assert not run.path.exists()
+    run.last.parent.mkdir(parents=True)
+    run.config.write_text("model: lenet_bn\n")
+    run.last.write_bytes(b"ckpt")
+    (run.path / "checkpoints" / "best.ckpt.tmp").write_bytes(b"half")
+    line = stop_for_lost_rank(run, True, True, "rank 1 of 2 died")
+    assert line.endswith(f"{run.last} holds its last checkpoint; resume with: moderncnn train --resume {run}")
+    assert run.last.is_file() and not list(run.path.glob("**/*.tmp"))
+    run.last.unlink()  # a directory a dead rank 0 left, seen from rank 1: resumable from its config.yaml
+    assert stop_for_lost_rank(run, False, False, "rank 0 of 2 died").endswith(
+        f"again with: moderncnn train --resume {run}"
+    )
+
+
+@pytest.mark.slow  # two DDP processes until their first checkpoint: 15-20 s each on 2 busy cores
+@LINUX_ONLY
 @pytest.mark.parametrize("victim", [1, 0])
 def test_killing_one_rank_stops_the_other_with_one_line(tmp_path, victim):
     run, status, seconds, lines = kill_a_rank(tmp_path, victim, when="checkpoint")
@@ -59,6 +100,8 @@ def test_killing_one_rank_stops_the_other_with_one_line(tmp_path, victim):
     assert not list(run.glob("**/*.tmp"))
 
 
+@pytest.mark.slow
+@LINUX_ONLY
 def test_a_rank_killed_while_the_run_starts_ends_it_and_leaves_no_directory(tmp_path):
     # Rank 0 then waits in torch's TCPStore for rank 1 to join, where no collective fails; its watcher ends the run.
     run, status, seconds, lines = kill_a_rank(tmp_path, victim=1, when="start-up")
