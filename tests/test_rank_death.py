@@ -98,6 +98,7 @@ def test_killing_one_rank_stops_the_other_with_one_line(tmp_path, victim):
     assert line.endswith(f"resume with: moderncnn train --resume {run}")
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert not list(run.glob("**/*.tmp"))
+    assert (run / ".lock").exists() == (victim == 0)  # a dead rank 0's lock is taken over by --resume, with a warning
 
 
 @pytest.mark.slow
