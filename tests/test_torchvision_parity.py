@@ -69,3 +69,25 @@ def test_weights_for_another_network_are_refused_clearly():
         weights = torchvision.models.resnet18(weights=None).state_dict()
         del weights["bn1.bias"]
         load_torchvision_weights(ours, weights)
+
+
+@pytest.mark.parametrize(("name", "size"), [("googlenet", 64), ("inception_v3", 299)])
+def test_torchvisions_published_weights_load_into_our_default_networks(name, size):
+    # torchvision's published GoogLeNet and Inception-v3 weights always carry the auxiliary heads; its builders load
+    # them, drop the heads (aux_logits=False) and switch on transform_input. The same tensors, randomly initialised:
+    torch.manual_seed(0)
+    build = getattr(torchvision.models, name)
+    published = build(weights=None, aux_logits=True, init_weights=False).state_dict()
+    assert any(k.split(".")[0] in ("aux1", "AuxLogits") for k in published)
+    reference = build(weights=None, aux_logits=False, transform_input=True, init_weights=False)
+    reference.load_state_dict(published, strict=False)  # what the builder does, less the heads it drops
+    ours = mc.create_model(name, num_classes=1000)  # the default network: no auxiliary heads
+    assert not ours.transform_input
+    load_torchvision_weights(ours, published)
+    assert ours.transform_input and not ours.aux_logits
+    x = torch.randn(1, 3, size, size)  # Inception-v3 at its own size, one image
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), reference.eval()(x), rtol=0, atol=1e-5)
+    # Asked to keep the input as it is, the heads are still dropped and the flag is left off.
+    kept = load_torchvision_weights(mc.create_model(name, num_classes=1000), published, transform_input=False)
+    assert not kept.transform_input

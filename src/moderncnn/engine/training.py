@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from moderncnn.engine.datamodule import ImageDataModule
 from moderncnn.engine.graph import GraphLogger
 from moderncnn.engine.module import ImageClassifier
+from moderncnn.engine.peers import stop_for_lost_rank, watch_ranks
 from moderncnn.engine.preflight import check_data, check_network, check_resumable
 from moderncnn.engine.ranks import holder_notice, is_global_zero
 from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
@@ -176,7 +178,8 @@ def train(
                 ckpt_path = None
             config = dataclasses.replace(config, run_dir=str(run))
             try:
-                return _fit(config, run, ckpt_path, quiet, callbacks)
+                with watch_ranks(config.devices, functools.partial(stop_for_lost_rank, run, rank_zero, created)):
+                    return _fit(config, run, ckpt_path, quiet, callbacks)
             except SIGTERMException:
                 # Lightning stops at the next step and raises a SystemExit with code 0, which a scheduler reads as
                 # success. The recorder has said how to resume; the exit status is the shell's for SIGTERM.
