@@ -302,3 +302,30 @@ def cache_folder(
     info = {**dataset.info, "cache": str(out), "files_digest": train_digest}
     # image_size stays None: as on the DataLoader path, the network's input size decides the resize.
     return Dataset(dataset.name, dataset.classes, in_memory, dataset.channels, dataset.image_size, dataset.root, info)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def open_dataset(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    val_size: int | float = 0,
+    seed: int = 42,
+    cache: bool | None = None,
+    size: int | None = None,
+    log=_stderr,
+) -> Dataset:
+    """The dataset ``name`` with its validation split, an image folder decoded once into memory when it fits the
+    budget (``cache=None``), always (``True``) or never (``False``): its images resized once to ``size`` when given
+    (folders of mixed sizes need one). Notes (resized, over budget) go to ``log``, by default stderr: stdout may be
+    ``evaluate --json``'s."""
+    from moderncnn.data.base import data_root
+    from moderncnn.data.datasets import load_dataset
+
+    dataset = load_dataset(name, data_dir=data_dir, val_size=val_size, seed=seed)
+    if name.startswith("imagefolder:") and cache is not False:
+        dataset = cache_folder(dataset, data_root(data_dir) / "cache", size=size, force=cache, log=log)
+    return dataset

@@ -8,22 +8,15 @@ torchvision transforms. Both use the same augmentation presets and the same seed
 
 from __future__ import annotations
 
-import sys
-
 import lightning as L
 import torch
 
-from moderncnn.data import Dataset, DeviceLoader, Split, data_root, dataset_stats, load_dataset
+from moderncnn.data import Dataset, DeviceLoader, Split, dataset_stats, load_dataset
 from moderncnn.data.augment import BatchAugment, reference_transform
-from moderncnn.data.cache import cache_folder
+from moderncnn.data.cache import open_dataset
 from moderncnn.data.folder import FolderSplit
 from moderncnn.data.loader import ResumableDataLoader, ShardSampler
 from moderncnn.errors import ConfigError
-
-
-def _note(line: str) -> None:
-    """The cache's one-line notes (resized, over budget) go to stderr: stdout may be ``evaluate --json``'s."""
-    print(line, file=sys.stderr)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -86,13 +79,14 @@ class ImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
-            self.dataset = load_dataset(
-                self.dataset_name, data_dir=self.data_dir, val_size=self.val_size, seed=self.seed
+            self.dataset = open_dataset(
+                self.dataset_name,
+                data_dir=self.data_dir,
+                val_size=self.val_size,
+                seed=self.seed,
+                cache=self.cache,
+                size=self.folder_size if self.resize is None else self.resize,  # a cached folder: resized once
             )
-            if self.dataset_name.startswith("imagefolder:") and self.cache is not False:
-                cache_dir = data_root(self.data_dir) / "cache"
-                size = self.folder_size if self.resize is None else self.resize  # mixed sizes: resized once
-                self.dataset = cache_folder(self.dataset, cache_dir, size=size, force=self.cache, log=_note)
         if not self.mean:
             self.mean, self.std = dataset_stats(self.dataset)
 

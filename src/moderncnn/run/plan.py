@@ -11,7 +11,6 @@ No code outside this module computes an input size (``tests/test_run_package.py`
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +84,6 @@ def check_resize(model: str, resize: int | None) -> None:
         )
 
 
-def _note(line: str) -> None:
-    """The cache's one-line notes (resized, over budget) go to stderr: stdout may be ``evaluate --json``'s."""
-    print(line, file=sys.stderr)
-
-
 def data_options(config: TrainConfig) -> dict:
     """The settings the data module takes (after the dataset), by name, as ``config`` gives them (``resize``,
     ``mean`` and ``std`` unresolved: a :class:`Plan` gives its own)."""
@@ -114,14 +108,17 @@ def data_options(config: TrainConfig) -> dict:
 def open_dataset(config: TrainConfig):
     """``config``'s dataset with its validation split; an image folder decoded once into memory when it fits (or as
     ``config.cache`` says), images of mixed sizes resized once to the size the rule gives them."""
-    from moderncnn.data import data_root, load_dataset
-    from moderncnn.data.cache import cache_folder
+    from moderncnn.data.cache import open_dataset as open_data
 
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size, seed=config.seed)
-    if config.dataset.startswith("imagefolder:") and config.cache is not False:
-        size = resolve_resize(config, None)  # for folders of mixed sizes, resized once
-        dataset = cache_folder(dataset, data_root(config.data_dir) / "cache", size=size, force=config.cache, log=_note)
-    return dataset
+    size = resolve_resize(config, None)  # a cached folder of mixed sizes is resized once, to this
+    return open_data(
+        config.dataset,
+        data_dir=config.data_dir,
+        val_size=config.val_size,
+        seed=config.seed,
+        cache=config.cache,
+        size=size,
+    )
 
 
 def normalisation(config: TrainConfig, dataset) -> tuple[list[float], list[float]]:
