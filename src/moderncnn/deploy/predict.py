@@ -1,8 +1,9 @@
 """``predict(run, images)``: class probabilities for image files, with the run's own preprocessing.
 
-An image goes through exactly what the network saw in evaluation: decoded by PIL (as image folders are read for
-training), converted to the network's channels (luma for grey networks, replicated grey for RGB ones), scaled to
-[0, 1], normalised with the run's mean and std and resized to its input size (bilinear, antialiased) by the same
+An image goes through exactly what the network saw in evaluation, the run's
+:meth:`~moderncnn.run.checkpoint.RunInfo.preprocess`: decoded by PIL (as image folders are read for training),
+converted to the network's channels (luma for grey networks, replicated grey for RGB ones), scaled to [0, 1],
+normalised with the run's mean and std and resized to its input size (bilinear, antialiased) by the same
 ``BatchAugment`` the training loader uses. A file that cannot be read is reported by name and skipped; the others
 are still predicted. High-bit-depth images are scaled by their range, images above the pixel limit refused and large
 ones shrunk while they are read, to a few times the input size (:mod:`moderncnn.data.image`). For a grid of the

@@ -67,13 +67,18 @@ class NonFiniteLossError(TrainingError):
 class ImageClassifier(L.LightningModule):
     """A registered network trained with cross-entropy; accuracy through torchmetrics.
 
+    Its arguments are a plan's (``Plan.module_options()``): explicit values, nothing left to resolve.
+
     Args:
-        config: the run's settings as a plain dict (``TrainConfig.to_dict()``), saved in every checkpoint.
+        config: the run's settings as a plain dict (``Plan.settings``, ``TrainConfig.to_dict()``'s form), saved in
+            every checkpoint; read once here into the values the module keeps.
         num_classes: number of classes of the dataset.
         in_channels: image channels of the dataset.
         class_names: the dataset's class names, saved in every checkpoint for predict/export.
         mean, std: the normalisation the network was trained with, saved likewise.
         input_size: side of the images the network sees.
+        load_weights: load the starting weights the settings name (not when resuming: the checkpoint has them).
+        channels_last, compile: the memory format and compilation the plan chose.
     """
 
     def __init__(
