@@ -17,14 +17,17 @@ from moderncnn.run.config import TrainConfig
 MEANING = ("model", "model_kwargs", "dataset", "resize", "mean", "std", "val_size")
 
 
-def check_data(config: TrainConfig, dataset) -> None:
-    """The splits hold images, a training batch fits in the training split, and ``limit_batches`` leaves a batch.
+def check_data(
+    dataset, *, name: str, batch_size: int, processes: int, val_size: int | float, limit_batches: int | float | None
+) -> None:
+    """The splits of ``dataset`` (called ``name``) hold images, a training batch of ``batch_size`` fits in each of
+    the ``processes``' shares of the training split, and ``limit_batches`` leaves a batch.
 
     Raises:
         DataError: a class count below two, or an empty split.
-        ConfigError: ``batch_size`` or ``limit_batches`` that would train on nothing.
+        ConfigError: ``batch_size`` or ``limit_batches`` that would train on nothing (``val_size`` set: the advice
+            names it too).
     """
-    name = config.dataset
     if dataset.num_classes < 2:
         raise DataError(
             f"{name} has {dataset.num_classes} class ({', '.join(dataset.classes)}); a classifier needs two or more "
@@ -37,18 +40,17 @@ def check_data(config: TrainConfig, dataset) -> None:
                 f"{name}: its {split} split is empty ({', '.join(f'{k} {v}' for k, v in sizes.items())} images); "
                 "add images, or give a folder its own train/val/test sub-folders"
             )
-    processes = config.devices * config.num_nodes
     train = sizes["train"] // processes
     where = f"the training split of {name} ({train:,} images" + (" per process)" if processes > 1 else ")")
-    if config.batch_size > train:
+    if batch_size > train:
         raise ConfigError(
-            f"batch_size {config.batch_size} is larger than {where}, so no full batch would train; use --batch-size "
-            f"{train} or less" + (" (or a smaller --val-size)" if config.val_size else "")
+            f"batch_size {batch_size} is larger than {where}, so no full batch would train; use --batch-size "
+            f"{train} or less" + (" (or a smaller --val-size)" if val_size else "")
         )
-    limit = config.limit_batches
+    limit = limit_batches
     if isinstance(limit, float) and limit < 1:
-        batches = {"train": train // config.batch_size}
-        batches.update({s: math.ceil(n / processes / config.batch_size) for s, n in sizes.items() if s != "train"})
+        batches = {"train": train // batch_size}
+        batches.update({s: math.ceil(n / processes / batch_size) for s, n in sizes.items() if s != "train"})
         for split, count in batches.items():
             if int(count * limit) == 0:
                 raise ConfigError(
@@ -57,15 +59,16 @@ def check_data(config: TrainConfig, dataset) -> None:
                 )
 
 
-def check_network(config: TrainConfig, net: nn.Module) -> None:
-    """A network with BatchNorm needs two images per training batch (its statistics are per batch).
+def check_network(net: nn.Module, *, model: str, batch_size: int) -> None:
+    """A network with BatchNorm (the registry's ``model``) needs two images per training batch (its statistics are
+    per batch).
 
     Raises:
         ConfigError: ``batch_size`` 1 with BatchNorm.
     """
-    if config.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+    if batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
         raise ConfigError(
-            f"batch_size 1 with {config.model}, which has BatchNorm: its statistics need at least 2 images per "
+            f"batch_size 1 with {model}, which has BatchNorm: its statistics need at least 2 images per "
             "batch; use --batch-size 2 or more"
         )
 

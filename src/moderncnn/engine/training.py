@@ -33,7 +33,7 @@ from moderncnn.engine.recorder import AtomicCheckpointIO, RunRecorder
 from moderncnn.errors import CheckpointError, ConfigError, UsageError
 from moderncnn.files import ensure_writable
 from moderncnn.reports.curves import plot_curves
-from moderncnn.run.checkpoint import build_network, load_checkpoint, load_run
+from moderncnn.run.checkpoint import create_network, load_checkpoint, load_run
 from moderncnn.run.config import TrainConfig, checkpoint_interval, tta_views
 from moderncnn.run.plan import Plan, open_dataset, resolve
 from moderncnn.run.speed import Speed, detect_hardware
@@ -289,6 +289,13 @@ def prepare(config: TrainConfig, quiet: bool) -> tuple[Plan, ImageDataModule, li
     return plan, data, speed_callbacks(plan.speed, quiet)
 
 
+def planned_network(plan: Plan):
+    """The planned network, freshly initialised (build it under ``torch.device("meta")`` for its shape alone)."""
+    s = plan.settings
+    size = (plan.num_classes, plan.in_channels, plan.input_size)
+    return create_network(s["model"], *size, s["model_kwargs"], s["bn_momentum"], s["bn_eps"])
+
+
 def classifier(plan: Plan, load_weights: bool = True) -> ImageClassifier:
     """The planned network as a LightningModule: the plan's classes, channels, normalisation, size and speed."""
     return ImageClassifier(**plan.module_options(), load_weights=load_weights)
@@ -296,9 +303,11 @@ def classifier(plan: Plan, load_weights: bool = True) -> ImageClassifier:
 
 def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, callbacks: tuple = ()) -> RunResult:
     plan, data, extra = prepare(config, quiet)
-    check_data(config, data.dataset)  # before anything is written
+    processes = config.devices * config.num_nodes
+    limits = {"batch_size": config.batch_size, "val_size": config.val_size, "limit_batches": config.limit_batches}
+    check_data(data.dataset, name=config.dataset, processes=processes, **limits)  # before anything is written
     with torch.device("meta"):  # the architecture only, no weights allocated
-        check_network(config, build_network(config, plan.num_classes, plan.in_channels, plan.input_size))
+        check_network(planned_network(plan), model=config.model, batch_size=config.batch_size)
     if is_global_zero():
         run.path.mkdir(parents=True, exist_ok=True)
         plan.save(run.config)  # every setting, with what the plan decided
