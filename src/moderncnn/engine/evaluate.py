@@ -84,8 +84,9 @@ def evaluate(
     if split not in images.splits:
         raise UsageError(f"{source.dataset} has no {split!r} split; it has {', '.join(images.splits)}")
     resize = trained_resize(images.image_size, preprocess.input_size)
-    data = ImageDataModule(images, **{**data_options(source), "resize": resize, "mean": preprocess.mean,
-                                      "std": preprocess.std})  # fmt: skip
+    # The network's size and normalisation, not the data's.
+    options = {**data_options(source), "resize": resize, "mean": preprocess.mean, "std": preprocess.std}
+    data = ImageDataModule(images, **options)
     data.setup("test")
     net = net.to(device)
     k = info.num_classes

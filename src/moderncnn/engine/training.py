@@ -122,8 +122,8 @@ def _trainer(plan: Plan, run: RunDir, recorder: RunRecorder, quiet: bool, extra=
         logger = TensorBoardLogger(run.path, name=run.tensorboard.name, version="", default_hp_metric=False)
     except ModuleNotFoundError:  # tensorboard is optional for the library; the CLI installs it
         logger = False
-    return make_trainer(plan, root=run.path, callbacks=callbacks, quiet=quiet, logger=logger,
-                        plugins=[AtomicCheckpointIO()])  # fmt: skip
+    plugins = [AtomicCheckpointIO()]
+    return make_trainer(plan, root=run.path, callbacks=callbacks, quiet=quiet, logger=logger, plugins=plugins)
 
 
 def train(

@@ -233,7 +233,9 @@ def resolve(config: TrainConfig, dataset, hardware: Hardware | None = None) -> P
         )
     resize = resolve_resize(config, native)
     mean, std = normalisation(config, dataset)
-    processes = config.devices * config.num_nodes
+    steps = steps_per_epoch(
+        len(dataset.splits["train"]), config.batch_size, config.devices * config.num_nodes, config.limit_batches
+    )
     speed = resolve_speed(
         config.precision,
         config.channels_last,
@@ -242,9 +244,7 @@ def resolve(config: TrainConfig, dataset, hardware: Hardware | None = None) -> P
         deterministic=config.deterministic,
         limit_batches=config.limit_batches,
         epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch(
-            len(dataset.splits["train"]), config.batch_size, processes, config.limit_batches
-        ),  # fmt: skip
+        steps_per_epoch=steps,
         hardware=hardware or detect_hardware(config.accelerator),
     )
     mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
