@@ -256,15 +256,20 @@ def _has(folder: str) -> bool:
     return (data_root() / folder).is_dir()
 
 
+# The book's seven networks and the tutorial's four at their real input sizes take about 80 s together here: they run
+# with `make test-slow`; the generated-data smoke above covers their code path in `make test`.
 @pytest.mark.skipif(not (_has("FashionMNIST") and _has("cifar-10-batches-py")), reason="real data not in the root")
-def test_smoke_budget_of_both_recipes_on_the_real_data(tmp_path):
-    for recipe in ("d2l-ch7", "uva-tutorial5", "airbench"):
-        out = tmp_path / recipe
-        result = cli("reproduce", recipe, "--budget", "smoke", "--out", str(out), "--quiet")
-        assert result.returncode == 0, result.stderr[-2000:]
-        rows = read_csv(out / "comparison.csv")
-        assert [r["model"] for r in rows] == [n.model for n in load_recipe(recipe).networks]
-        assert "NOT comparable" in (out / "comparison.md").read_text()
+@pytest.mark.parametrize(
+    "recipe", [pytest.param("d2l-ch7", marks=pytest.mark.slow), pytest.param("uva-tutorial5", marks=pytest.mark.slow),
+               "airbench"],
+)  # fmt: skip
+def test_smoke_budget_of_each_bundled_recipe_on_the_real_data(tmp_path, recipe):
+    out = tmp_path / recipe
+    result = cli("reproduce", recipe, "--budget", "smoke", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = read_csv(out / "comparison.csv")
+    assert [r["model"] for r in rows] == [n.model for n in load_recipe(recipe).networks]
+    assert "NOT comparable" in (out / "comparison.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "/abs/path", "a/b", "..", "", 7])
