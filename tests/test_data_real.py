@@ -46,7 +46,7 @@ def test_auto_speed_settings_keep_the_accuracy_of_fp32(tmp_path):
     """Fast by default must not cost accuracy: BN-LeNet on the real Fashion-MNIST, same seed and epochs, with the
     `auto` choices (bf16 and channels-last on a CPU that computes bf16) and in plain fp32."""
     from moderncnn.engine import make_config, train
-    from moderncnn.engine.speed import detect_hardware
+    from moderncnn.run.speed import detect_hardware
 
     if not detect_hardware().bf16:
         pytest.skip("this CPU has no native bf16: `auto` trains in fp32 here, so there is no bf16 run to compare")
