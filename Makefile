@@ -26,10 +26,12 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks docs/tools docs/tutorials
 	$(BIN)/ruff check --fix src tests benchmarks docs/tools docs/tutorials
 
-# The suite CI runs (about 6 minutes on 2 cores). `make test-slow` adds the long checks: every registered network
-# exported to every format (about 14 minutes here).
+# The suite CI runs; how long it takes is stated once, in docs/architecture.md ("Tests"). Test files run in parallel
+# (pytest-xdist, one process per core, at most 4, a file's tests together in one process), each process and the
+# commands it starts with one intra-op thread: more threads than cores would make every process wait on the others.
+# `make test-slow` adds the long checks: every registered network exported to every format, the chapter pages.
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" -n auto --maxprocesses 4 --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -9,6 +9,16 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored after it: small networks on a few images run faster single-threaded,
+    and on a shared 2-core machine extra threads only wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def torchvision_model(name: str, **kwargs):
     """torchvision's randomly initialised network of that name (its GoogLeNet and Inception-v3 without auxiliary
     heads, as ours are by default)."""

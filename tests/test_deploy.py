@@ -24,14 +24,7 @@ export_module_file = importlib.import_module("moderncnn.deploy.export")  # the f
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The networks here see a few images of 12-67 px: intra-op threads cost more than they give, and on a small
-    # shared machine they halve the speed of this file.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(root: Path, channels: int) -> Path:

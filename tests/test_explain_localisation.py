@@ -96,12 +96,7 @@ def pointing_rate(maps: torch.Tensor, corners: torch.Tensor) -> float:
     return float((rows_in & cols_in).float().mean())
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gradcam_points_at_the_shape_not_at_the_brightest_spot():

@@ -23,12 +23,7 @@ from moderncnn.errors import OutputError
 ex = importlib.import_module("moderncnn.deploy.export")  # the function `export` shadows the module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lenet() -> torch.nn.Module:

@@ -1,6 +1,7 @@
 """Pretrained weights: torchvision state dicts (random ones, saved to files: no download) into our networks,
 adapted to another class count and to 1-channel input, and fine-tuning with a frozen backbone."""
 
+import json
 import os
 import subprocess
 import sys
@@ -103,8 +104,10 @@ def test_resuming_a_pretrained_run_does_not_need_the_weights_file(tmp_path):
     )  # fmt: skip
     train(config, quiet=True)
     path.unlink()
-    result = train(None, resume=tmp_path / "run", epochs=2, quiet=True)  # continued to 2 epochs
-    assert result.test_acc >= 0
+    run = tmp_path / "run"
+    result = train(None, resume=run, epochs=2, quiet=True)  # continued to 2 epochs
+    assert [row.split(",")[0] for row in (run / "metrics.csv").read_text().splitlines()[1:]] == ["0", "1"]
+    assert json.loads((run / "results.json").read_text())["test_acc"] == pytest.approx(result.test_acc, abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -147,8 +150,6 @@ def colour_folder(root: Path, per_class: int = 24, size: int = 40) -> None:
 def test_fine_tune_on_an_image_folder_end_to_end(tmp_path):
     """train --pretrained PATH on imagefolder:PATH → evaluate → predict → export, as the README shows (at 64 px, not
     the network's 224, to keep the suite short: the pipeline is checked, not ImageNet's resolution)."""
-    import json
-
     photos, run = tmp_path / "photos", tmp_path / "run"
     colour_folder(photos)
     path, _ = saved_torchvision(tmp_path, "resnet18")

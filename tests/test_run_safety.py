@@ -16,12 +16,7 @@ from moderncnn.rundir import RunDir, RunLockedError
 DATA = "synthetic:image_size=28,num_train=128,num_test=32"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(run, **kw):
