@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -17,6 +19,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+TINY_RUN_DATA = "synthetic:image_size=28,channels=1,num_train=256,num_test=64"
+
+
+@pytest.fixture(scope="session")
+def _tiny_run_once(tmp_path_factory):
+    from moderncnn.engine import make_config, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = make_config("lenet_bn", dataset=TINY_RUN_DATA, epochs=1, batch_size=64, limit_batches=2,
+                             run_dir=str(tmp_path_factory.mktemp("tiny-run-once") / "run"))  # fmt: skip
+        return train(config, quiet=True).run_dir
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(_tiny_run_once, tmp_path_factory):
+    """A finished BN-LeNet run on grey 28 px generated images (1 epoch of 2 batches), trained once per test process
+    and copied for each test file, which may then change its copy (a file of the run edited, a figure written)."""
+    copy = tmp_path_factory.mktemp("tiny-run") / "run"
+    shutil.copytree(_tiny_run_once, copy)
+    return copy
 
 
 def torchvision_model(name: str, **kwargs):

@@ -13,27 +13,14 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
 from moderncnn.cli import main
-from moderncnn.engine import make_config, train
 from moderncnn.errors import OutputError
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    config = make_config(
-        "lenet_bn",
-        dataset="synthetic:image_size=28,num_train=256,num_test=64",
-        epochs=1,
-        batch_size=64,
-        limit_batches=2,
-        run_dir=str(tmp_path_factory.mktemp("runs") / "run"),
-    )
-    yield train(config, quiet=True).run_dir
-    torch.set_num_threads(threads)
+def run(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture

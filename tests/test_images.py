@@ -16,7 +16,6 @@ from moderncnn.data.folder import decode, load_image_folder
 from moderncnn.data.image import PIXEL_LIMIT_ENV, UnreadableImage, pixel_limit, read_file, read_image
 from moderncnn.deploy import plot_predictions, predict
 from moderncnn.deploy.predict import THUMBNAIL_SIZE
-from moderncnn.engine import make_config, train
 from moderncnn.errors import OutputError, UsageError
 
 RNG = np.random.default_rng(0)
@@ -147,20 +146,9 @@ def test_an_image_folder_skips_an_image_above_the_limit_by_name(tmp_path, monkey
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(tiny_run) -> Path:
     """A tiny trained BN-LeNet on grey 28 px images."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    config = make_config(
-        "lenet_bn",
-        dataset="synthetic:image_size=28,num_train=256,num_test=64",
-        epochs=1,
-        batch_size=64,
-        limit_batches=2,
-        run_dir=str(tmp_path_factory.mktemp("runs") / "run"),
-    )
-    yield train(config, quiet=True).run_dir
-    torch.set_num_threads(threads)
+    return tiny_run
 
 
 def test_a_16bit_image_is_predicted_as_its_8bit_twin(run, tmp_path):

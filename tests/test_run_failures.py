@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -134,13 +133,8 @@ def test_folders_with_one_class_or_an_empty_split_are_one_line(tmp_path, capsys)
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("finished") / "run"
-    train(make_config("lenet_bn", dataset=TINY, epochs=1, batch_size=64, limit_batches=2, run_dir=str(run)), quiet=True)
-    torch.set_num_threads(threads)
-    return run
+def finished(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from moderncnn.deploy import export, predict
-from moderncnn.engine import make_config, train
 from moderncnn.errors import UsageError
 from moderncnn.serve import create_app, host_warning, load_model, serve
 from moderncnn.serve.background import running
@@ -25,12 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(tiny_run) -> Path:
     """A tiny trained BN-LeNet on grey 28 px synthetic images."""
-    root = tmp_path_factory.mktemp("serve")
-    dataset = "synthetic:image_size=28,channels=1,num_train=256,num_test=64"
-    config = make_config("lenet_bn", dataset=dataset, epochs=1, batch_size=64, limit_batches=2, run_dir=str(root / "r"))
-    return train(config, quiet=True).run_dir
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

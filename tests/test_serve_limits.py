@@ -25,7 +25,6 @@ from moderncnn.cli import main
 from moderncnn.data import image as image_module
 from moderncnn.data.image import read_file
 from moderncnn.deploy import predict
-from moderncnn.engine import make_config, train
 from moderncnn.errors import CheckpointError, UsageError
 from moderncnn.run.preprocess import Preprocess
 from moderncnn.serve import create_app, load_model
@@ -41,12 +40,9 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+def run(tiny_run) -> Path:
     """A tiny trained BN-LeNet on grey 28 px synthetic images."""
-    root = tmp_path_factory.mktemp("limits")
-    dataset = "synthetic:image_size=28,channels=1,num_train=256,num_test=64"
-    config = make_config("lenet_bn", dataset=dataset, epochs=1, batch_size=64, limit_batches=2, run_dir=str(root / "r"))
-    return train(config, quiet=True).run_dir
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
