@@ -71,6 +71,10 @@ def comparison_figure(records: list, their_acc: str | None, their_speed: str | N
             force_static=(0.3, 0.6),
             expand=(1.2, 1.6),
             arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5},
+            # A step count, not adjustText's default of one second: the same figure on a busy machine as on an idle
+            # one (it stops as soon as no label overlaps; the clusters in tests/test_report_figures.py need a few
+            # hundred steps).
+            iter_lim=2000,
         )
     return fig
 
