@@ -1,12 +1,16 @@
 """Runs that cannot go on end in one line and leave a run that resumes (issue 25, causes 9 and 10)."""
 
 import json
+import os
+import pickle
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -137,9 +141,17 @@ def finished(tiny_run) -> Path:
     return tiny_run
 
 
+# ------------------------------------------------------- checkpoints that are refused, before anything is written
+
+
+def _files(run: Path) -> dict:
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
 @pytest.mark.parametrize(
     ("key", "value", "words"),
-    [("resize", 32, "resize None in the checkpoint but 32 in config.yaml"),
+    [("model", "lenet", "model 'lenet_bn' in the checkpoint but 'lenet' in config.yaml"),
+     ("resize", 32, "resize None in the checkpoint but 32 in config.yaml"),
      ("dataset", "digits", "dataset 'synthetic:image_size=28,channels=1,num_train=256,num_test=64' in the checkpoint "
       "but 'digits' in config.yaml")],
 )  # fmt: skip
@@ -150,10 +162,40 @@ def test_a_resume_whose_config_no_longer_describes_the_weights_is_refused(
     shutil.copytree(finished, run)
     config = yaml.safe_load((run / "config.yaml").read_text())
     (run / "config.yaml").write_text(yaml.safe_dump({**config, key: value}, sort_keys=False))
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = _files(run)
     code, err = cli(capsys, "train", "--resume", run, "--epochs", "3", "--quiet")
     assert code == 2 and err.count("\n") == 1 and words in err and "put config.yaml back" in err
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert _files(run) == before
+
+
+def test_a_resume_whose_weights_do_not_fit_is_refused(finished, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(finished, run)
+    (run / "results.json").unlink()  # as if interrupted
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["hyper_parameters"]["num_classes"] = 4
+    torch.save(checkpoint, last)
+    before = _files(run)
+    with warnings.catch_warnings():
+        code, err = cli(capsys, "train", "--resume", run, "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "do not fit" in err
+    assert _files(run) == before
+
+
+def test_tampered_and_foreign_checkpoints_are_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    tampered = tmp_path / "tampered.ckpt"
+    tampered.write_bytes(pickle.dumps({"state_dict": {}, "hyper_parameters": {"config": {}}, "x": Payload()}))
+    with pytest.raises(ValueError, match="refusing .*tampered.ckpt: not a plain moderncnn checkpoint"):
+        load_checkpoint(tampered)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weight": torch.ones(2)}, foreign)
+    with pytest.raises(ValueError, match="not a moderncnn training checkpoint"):
+        load_checkpoint(foreign)
 
 
 def test_an_image_that_changes_size_while_a_folder_is_cached_is_one_line(tmp_path, monkeypatch):

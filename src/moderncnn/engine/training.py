@@ -221,11 +221,8 @@ def _resume_settings(run: RunDir, epochs: int | None) -> tuple[TrainConfig, Path
         return config, None
     # Refuse a tampered, foreign or mismatched checkpoint before any work: its network, its weights, its settings.
     saved = load_checkpoint(run.last)["hyper_parameters"]["config"]
-    written_by = saved.get("model")
-    if written_by != config.model:
-        raise CheckpointError(f"checkpoint {run.last} was written by {written_by}, not {config.model}; cannot resume")
-    load_run(run.last)  # the weights fit the network the checkpoint's settings describe
-    check_resumable(config, saved, run.last)  # and config.yaml still describes them
+    check_resumable(config, saved, run.last)  # config.yaml still describes the weights (network, data, input)
+    load_run(run.last)  # and the weights fit the network the checkpoint's settings describe
     if epochs is not None and epochs != config.epochs:
         if epochs < config.epochs:
             raise ConfigError(f"{run} trains for {config.epochs} epochs; --epochs can only extend it, got {epochs}")
