@@ -27,15 +27,7 @@ def _record(i: int, name: str, spread: int = 1) -> RunRecord:
     )  # fmt: skip
 
 
-# Seven labels on one identical spot come apart when this file runs alone, serially or in a fresh process, but two CI
-# runs of the parallel suite (pytest-xdist) drew one overlapping pair there: a process-state dependence not yet found
-# (see the closing note of 2026-12-02). A known open defect, not a pass.
-IDENTICAL_UNDER_XDIST = pytest.mark.xfail(
-    strict=False, reason="overlaps in CI's parallel suite only (2026-12-02); cause not yet found"
-)
-
-
-@pytest.fixture(params=[1, pytest.param(0, marks=IDENTICAL_UNDER_XDIST)], ids=["clustered", "identical"])
+@pytest.fixture(params=[1, 0], ids=["clustered", "identical"])
 def clustered(request):
     return [_record(i, name, spread=request.param) for i, name in enumerate(NAMES)]
 

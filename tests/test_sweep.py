@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import pytest
 import yaml
 
@@ -64,7 +65,9 @@ def test_the_smallest_sweep_file_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", str(spec), "--out", str(out), "--trials", "2"]) == 0
     assert "study spec:" in capsys.readouterr().out
+    style = dict(matplotlib.rcParams)
     report = _report(out, capsys)
+    assert dict(matplotlib.rcParams) == style  # Optuna's figures leave the process's matplotlib style as it was
     trials = report["trials"]
     assert [t["number"] for t in trials] == [0, 1] and report["objective"] == "val_acc"
     for trial in trials:

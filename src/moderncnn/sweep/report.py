@@ -125,14 +125,17 @@ def _figures(study, out: Path, report: SweepReport) -> None:
     plt = pyplot()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for name, function in FIGURES.items():
-        try:
-            axes = getattr(vis, function)(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as err:
-            report.skipped[name] = str(err).splitlines()[0] if str(err) else type(err).__name__
-            continue
-        fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-        report.figures[name] = str(save_figure(fig, out / f"{name}.png"))
-        plt.close(fig)
+        # Optuna's figure functions switch the whole process to matplotlib's ggplot style (larger text, among
+        # others); the context puts every setting back, so later figures (our comparison's labels) are unchanged.
+        with plt.rc_context():
+            try:
+                axes = getattr(vis, function)(study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as err:
+                report.skipped[name] = str(err).splitlines()[0] if str(err) else type(err).__name__
+                continue
+            fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+            report.figures[name] = str(save_figure(fig, out / f"{name}.png"))
+            plt.close(fig)
 
 
 _SPEED = ("threads", "precision", "channels_last", "compile")
