@@ -18,13 +18,13 @@ from moderncnn.summarize import count_flops, count_training_flops
 
 QUICK = {"batch_size": 4, "repeats": 2, "min_pass_s": 0.01, "device": "cpu"}
 PEAKS = {"32": 100.0, "bf16-mixed": 400.0}
-MEASURE_PEAK = bench.matmul_peak
+MEASURE_PEAK = bench.cpu_peak
 
 
 @pytest.fixture(autouse=True)
 def known_peaks(monkeypatch):
     """The CPU's peak as fixed figures: measuring it takes seconds and writes to the user's cache."""
-    monkeypatch.setattr(bench, "matmul_peak", lambda precision, **kwargs: PEAKS[precision])
+    monkeypatch.setattr(bench, "cpu_peak", lambda precision, **kwargs: PEAKS[precision])
 
 
 @pytest.fixture
@@ -56,18 +56,19 @@ def test_auto_gives_fp32_beside_the_choice_for_this_hardware(bf16_cpu):
 def test_the_cpu_peak_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(bench, "PEAK_MATMUL_SIZE", 64)
-    monkeypatch.setattr(bench, "matmul_peak", MEASURE_PEAK)
-    measured = bench.matmul_peak("32", seconds=0.01)
+    monkeypatch.setattr(bench, "PEAK_CONV", (2, 16, 8))
+    monkeypatch.setattr(bench, "cpu_peak", MEASURE_PEAK)
+    measured = bench.cpu_peak("32", seconds=0.01)
     assert measured > 0
     cache = json.loads((tmp_path / "moderncnn" / "cpu-peak.json").read_text())
     (key,) = cache
-    assert key.endswith("|32") and f"{torch.get_num_threads()} threads" in key
+    assert key.endswith("|32|matmul+conv") and f"{torch.get_num_threads()} threads" in key
     cache[key] = 12345.0  # what is cached is what a second call reports, without measuring
     (tmp_path / "moderncnn" / "cpu-peak.json").write_text(json.dumps(cache))
-    assert bench.matmul_peak("32") == 12345.0
-    assert bench.matmul_peak("32", refresh=True, seconds=0.01) != 12345.0
+    assert bench.cpu_peak("32") == 12345.0
+    assert bench.cpu_peak("32", refresh=True, seconds=0.01) != 12345.0
     with pytest.raises(ValueError, match="measured for 32 and bf16-mixed"):
-        bench.matmul_peak("16-mixed")
+        bench.cpu_peak("16-mixed")
 
 
 def test_auto_on_a_cpu_without_bf16_adds_the_channels_last_row(monkeypatch):

@@ -48,7 +48,8 @@ def add_parsers(subparsers) -> argparse.ArgumentParser:
         "cross-entropy, backward, SGD update) and inference, in fp32 and in what --precision auto picks here, "
         "warm-up excluded, the median of several timed passes. GFLOP/s are counted by torch's FLOP "
         "counter (a training image: forward and backward); 'of peak' divides them by this CPU's measured "
-        "matrix-product peak at that precision (cached per machine), or a GPU's data-sheet peak. Without "
+        "peak at that precision (the faster of a large matrix product and a wide 3x3 convolution; cached per "
+        "machine), or a GPU's data-sheet peak. Without "
         "MODEL: the networks of the d2l-ch7 recipe at its settings (input, batch size).",
     )
     p.add_argument("models", nargs="*", metavar="MODEL", help="registry names (default: the d2l-ch7 networks)")
