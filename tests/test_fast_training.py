@@ -96,6 +96,20 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror(tta):
     assert module.test_loss.compute().item() == pytest.approx(nn.functional.cross_entropy(logits, y).item())
 
 
+@pytest.mark.parametrize("tta_val", [True, False])
+def test_tta_val_false_validates_on_one_view_and_tests_on_all(tta_val):
+    x = torch.zeros(4, 1, 28, 28)
+    x[..., 0] = 3.0
+    y = torch.tensor([1, 1, 1, 1])
+    module = _classifier(tta="flip", tta_val=tta_val)
+    module._evaluate((x, y), "val")
+    module._evaluate((x, y), "test")
+    tied, one_view = torch.tensor([[1.5, 1.5]] * 4), torch.tensor([[3.0, 0.0]] * 4)
+    expected_val = tied if tta_val else one_view
+    assert module.val_loss.compute().item() == pytest.approx(nn.functional.cross_entropy(expected_val, y).item())
+    assert module.test_loss.compute().item() == pytest.approx(nn.functional.cross_entropy(tied, y).item())
+
+
 def test_a_run_tested_with_tta_says_so_and_evaluate_repeats_it(tmp_path):
     result = train(config(tmp_path, tta=True, epochs=1, limit_batches=6), quiet=True)
     assert "with flip TTA" in str(result)

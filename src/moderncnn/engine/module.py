@@ -101,6 +101,7 @@ class ImageClassifier(L.LightningModule):
         # settings object to consult.
         cfg = SimpleNamespace(**{**TrainConfig.defaults(), **config})
         self.model, self.freeze_backbone, self.tta = cfg.model, cfg.freeze_backbone, tta_views(cfg.tta)
+        self.tta_val = self.tta if cfg.tta_val else "none"
         self.architecture = (cfg.model_kwargs, cfg.bn_momentum, cfg.bn_eps)
         self.optim = OptimizerSettings.of(cfg)
         self.net = self.build_network()
@@ -186,8 +187,9 @@ class ImageClassifier(L.LightningModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
         logits = self._logits(x)
-        if self.tta != "none":
-            logits = tta_logits(self._logits, x, self.tta, first=logits)
+        views = self.tta if stage == "test" else self.tta_val
+        if views != "none":
+            logits = tta_logits(self._logits, x, views, first=logits)
         getattr(self, f"{stage}_loss").update(self.loss(logits, y), weight=len(y))
         getattr(self, f"{stage}_acc").update(logits, y)
 

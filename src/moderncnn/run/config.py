@@ -102,11 +102,16 @@ class TrainConfig:
     )
     tta: bool | str = setting(
         False,
-        "test-time augmentation at validation and test, logits averaged over views: flip (each image and its "
-        "mirror; --tta alone) or flip-shift (airbench94: those two, then both again shifted 1 px up-left and 1 px "
-        "down-right with reflected borders, weighted 1/2, 1/4, 1/4)",
+        "test-time augmentation at the test and (see --tta-val) each validation, logits averaged over views: "
+        "flip (each image and its mirror; --tta alone) or flip-shift (airbench94: those two, then both again "
+        "shifted 1 px up-left and 1 px down-right with reflected borders, weighted 1/2, 1/4, 1/4)",
         TTA_VIEWS,
         const="flip",
+    )
+    tta_val: bool = setting(
+        True,
+        "average the --tta views at each epoch's validation too (false: one view per epoch and the views at the "
+        "test only, as airbench94's script does: with flip-shift a validation costs six forward passes per image)",
     )
     init: str = setting("default", "weight initialisation", INITS)
     augment: str = setting(
