@@ -4,6 +4,7 @@ The shipped ``lenet_bn-digits`` is the weight under test: its dataset is bundled
 test accuracy is re-measured here on the full test split (360 images) in a second.
 """
 
+import dataclasses
 import json
 import shutil
 
@@ -189,17 +190,20 @@ def test_train_init_from_a_weight(tmp_path):
         config_from("resnet20", init_from=SHIPPED, dataset="synthetic")
 
 
-def test_the_demo_points_at_a_cifar10_weight_only_when_one_ships(tmp_path, monkeypatch):
+def test_the_demo_points_at_a_cifar10_weight_only_when_one_ships(monkeypatch):
+    import moderncnn.weights
     from moderncnn.demo import next_steps
 
+    digits = get_weights_info(SHIPPED)
+    monkeypatch.setattr(moderncnn.weights, "table", lambda: {SHIPPED: digits})  # no CIFAR-10 weight
     assert not any("weights:" in command for command, _ in next_steps())
-    entry = {**get_weights_info(SHIPPED).to_dict(), "dataset": "cifar10", "network": "resnet20", "test_acc": 0.92}
-    entry.pop("name")
-    extra = tmp_path / "table.json"
-    extra.write_text(json.dumps({"resnet20-cifar10": {**entry, "url": "http://127.0.0.1:9/x.safetensors"}}))
-    monkeypatch.setenv("MODERNCNN_WEIGHTS_TABLE", str(extra))
+    cifar = {
+        name: dataclasses.replace(digits, name=name, network=name.split("-")[0], dataset="cifar10", test_acc=acc)
+        for name, acc in (("resnet_uva-cifar10", 0.93), ("resnet20-cifar10", 0.90), ("vgg11-cifar10", 0.95))
+    }
+    monkeypatch.setattr(moderncnn.weights, "table", lambda: {SHIPPED: digits, **cifar})
     commands = [command for command, _ in next_steps()]
-    assert "moderncnn predict weights:resnet20-cifar10 PHOTO.jpg" in commands
+    assert "moderncnn predict weights:resnet20-cifar10 PHOTO.jpg" in commands  # the demo's first choice
 
 
 def test_the_models_listing_names_each_network_s_weights(capsys, monkeypatch):
