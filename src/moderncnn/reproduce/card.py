@@ -54,8 +54,14 @@ def write_card(info: WeightsInfo, results: dict, measured, splits: dict[str, int
         "",
         f"{DATASETS.get(info.dataset, info.dataset)}. Split used: "
         + ", ".join(f"{n:,} {name}" for name, n in splits.items())
-        + f" (validation carved from the training images with seed {config.get('seed')}; the test split was never "
-        "used to choose anything). Images are normalised with "
+        + (
+            f" (validation carved from the training images with seed {config.get('seed')}; the test split was never "
+            "used to choose anything)"
+            if splits.get("val")
+            else " (no validation split: each epoch was checked on the test split, which chose nothing, since the "
+            "last checkpoint is the one published)"
+        )
+        + ". Images are normalised with "
         + ("the recipe's fixed per-channel statistics" if config.get("mean") else "the training split's own statistics")
         + f": mean {_floats(info.mean)}, std {_floats(info.std)}; the network sees {info.input_size} px "
         f"{'grey' if info.in_channels == 1 else 'RGB'} images.",
@@ -76,7 +82,8 @@ def write_card(info: WeightsInfo, results: dict, measured, splits: dict[str, int
         f"{_pct(info.run_test_acc)}"
         + (f" (with {info.tta} TTA)" if results.get("test_tta") else "")
         + f". Stored as {info.dtype}: the smallest format whose test accuracy stays within 0.2 points of the run's.",
-        f"- Validation accuracy (best epoch): {_pct(results.get('best_val_acc'))}; final train accuracy "
+        f"- {'Validation' if splits.get('val') else 'Test-split'} accuracy of the best epoch's check: "
+        f"{_pct(results.get('best_val_acc'))}; final train accuracy "
         f"{_pct(results.get('train_acc'))}, train loss {results.get('train_loss', float('nan')):.4f}.",
         "",
         "| class | test accuracy |",
