@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2, help="times each allocator runs each case (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes inside each benchmark (default 3)")
+    parser.add_argument("--precision", default="auto", help="as moderncnn benchmark's (default auto)")
     parser.add_argument(
         "--allocators", default=",".join(ALLOCATORS), help="comma-separated, from " + ", ".join(ALLOCATORS)
     )
