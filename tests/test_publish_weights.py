@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import moderncnn as mc
 from moderncnn.errors import CheckpointError
 from moderncnn.weights.store import sha256_of
 from moderncnn.weights.table import _read_table
@@ -100,3 +101,13 @@ def test_the_published_figure_comes_from_the_run_s_recipe_or_a_bundled_one():
     }
     assert published_figure("resnet20", "cifar10", origin)["value"] == 0.9125
     assert published_figure("lenet_bn", "digits", {}) == {}
+
+
+def test_without_a_recipe_the_figure_is_the_one_the_network_s_source_reports():
+    from moderncnn.reproduce.publish import published_figure
+
+    figure = published_figure("resnet20", "cifar10", {})  # no recipe trains resnet20: He et al.'s table 6
+    assert figure["value"] == 0.9125 and "He et al. 2016" in figure["source"] and "table 6" in figure["source"]
+    assert published_figure("resnet110", "cifar10", {})["value"] == 0.9357
+    assert published_figure("resnet20", "fashion-mnist", {}) == {}  # the paper reports CIFAR-10 only
+    assert mc.get_weights_info("resnet20-cifar10").published["value"] == 0.9125  # the shipped card compares with it

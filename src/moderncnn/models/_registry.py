@@ -15,7 +15,7 @@ import re
 import sys
 import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 from torch import nn
@@ -52,6 +52,9 @@ class ModelInfo:
         data_init_images: how many training images (normalised, as evaluation sees them) a fresh network's
             ``init_from_data(images)`` is given before training starts (airbench94's patch whitening); 0 for
             networks that initialise without data.
+        published: test accuracies the source reports for the network as it trains it, by dataset:
+            ``{"cifar10": {"test_acc": 0.9125, "where": "table 6"}}``; what a model card compares our weights with
+            when no recipe of ours trains the network.
     """
 
     name: str
@@ -66,6 +69,7 @@ class ModelInfo:
     fixed_input_size: bool = False
     aux_loss_weight: float = 0.0
     data_init_images: int = 0
+    published: dict = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -131,6 +131,7 @@ default_cfgs = {
         "feature_layer": "layers.3",
         "source": "Jordan 2024, '94% on CIFAR-10 in 3.29 seconds on a single GPU' (airbench94_muon.py)",
         "data_init_images": 5000,
+        "published": {"cifar10": {"test_acc": 0.9401, "where": "the repository's README, mean of 200 runs"}},
     },
 }
 

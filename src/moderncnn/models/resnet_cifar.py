@@ -148,14 +148,20 @@ def _cfg(**facts) -> dict:
     }
 
 
+def _he(test_acc: float) -> dict:
+    """He et al.'s CIFAR-10 figure: 100% less the test error of table 6 (ResNet-110: the best of five runs)."""
+    return {"cifar10": {"test_acc": test_acc, "where": "table 6, test error on CIFAR-10"}}
+
+
 # The registry's facts. ``feature_layer``: the third and last stage (8x8 at 32 px), before global average pooling.
 _UVA = "UvA deep learning tutorial 5 (Lippe 2022)"
+
 default_cfgs = {
-    "resnet20": _cfg(source="He et al. 2016, section 4.2 (ResNet-20 for CIFAR-10)"),
-    "resnet32": _cfg(source="He et al. 2016, section 4.2 (ResNet-32 for CIFAR-10)"),
-    "resnet44": _cfg(source="He et al. 2016, section 4.2 (ResNet-44 for CIFAR-10)"),
-    "resnet56": _cfg(source="He et al. 2016, section 4.2 (ResNet-56 for CIFAR-10)"),
-    "resnet110": _cfg(source="He et al. 2016, section 4.2 (ResNet-110 for CIFAR-10)"),
+    "resnet20": _cfg(source="He et al. 2016, section 4.2 (ResNet-20 for CIFAR-10)", published=_he(0.9125)),
+    "resnet32": _cfg(source="He et al. 2016, section 4.2 (ResNet-32 for CIFAR-10)", published=_he(0.9249)),
+    "resnet44": _cfg(source="He et al. 2016, section 4.2 (ResNet-44 for CIFAR-10)", published=_he(0.9283)),
+    "resnet56": _cfg(source="He et al. 2016, section 4.2 (ResNet-56 for CIFAR-10)", published=_he(0.9303)),
+    "resnet110": _cfg(source="He et al. 2016, section 4.2 (ResNet-110 for CIFAR-10)", published=_he(0.9357)),
     "resnet_uva": _cfg(source=f"{_UVA}, ResNet"),
     "preact_resnet_uva": _cfg(
         source=f"{_UVA}, PreActResNet; He et al. 2016, 'Identity mappings in deep residual networks'"

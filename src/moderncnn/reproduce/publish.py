@@ -248,7 +248,9 @@ def _entry(name, info, results, settings, run, data, dtype, url, measured, recip
 
 def published_figure(model: str, dataset: str, origin: dict) -> dict:
     """The published test accuracy this network is compared with: the run's recipe's, else a bundled recipe's that
-    trains ``model`` on ``dataset``; ``{}`` when none is known."""
+    trains ``model`` on ``dataset``, else the figure the network's source reports (the registry's ``published``);
+    ``{}`` when none is known."""
+    from moderncnn.registry import get_model_info
     from moderncnn.run.recipes import list_recipes
 
     candidates = []
@@ -266,4 +268,12 @@ def published_figure(model: str, dataset: str, origin: dict) -> dict:
                     "value": published[column["key"]],
                     "source": heading.get("source", ""),
                 }
+    info = get_model_info(model)
+    if dataset in info.published:  # no recipe of ours trains it: the figure its source reports
+        figure = info.published[dataset]
+        return {
+            "label": "source's test acc",
+            "value": figure["test_acc"],
+            "source": f"{info.source}, {figure['where']}",
+        }
     return {}
