@@ -68,6 +68,26 @@ def test_a_run_with_a_weight_average_resumes_both(tmp_path):
     assert checkpoint["averaging_state"]["n_averaged"].item() == 8  # 4 steps per epoch, two epochs, one average
 
 
+# Initialisation
+
+
+def test_classifier_bias_starts_nin_s_class_block_positive_and_is_refused_without_a_bias():
+    # NiN's last ReLU sits behind its class block: a class whose map starts (or is pushed) below zero everywhere
+    # never gets a gradient again; biases started at 1 keep every map alive in the first steps
+    cfg = make_config("nin", dataset=DATA, init="xavier", classifier_bias=1.0)
+    module = ImageClassifier(cfg.to_dict(), 10, 1, list("abcdefghij"), [0.0], [1.0], 67)
+    class_block = module.net.get_submodule("7.4")
+    assert torch.equal(class_block.bias, torch.ones(10))
+    assert not torch.equal(module.net.get_submodule("7.0").bias, torch.ones(10))  # only the classifier's
+    plain = ImageClassifier(
+        make_config("nin", dataset=DATA, init="xavier").to_dict(), 10, 1, list("abcdefghij"), [0.0], [1.0], 67
+    )
+    assert torch.equal(plain.net.get_submodule("7.4").bias, torch.zeros(10))
+    cfg = make_config("airbench94", dataset=DATA, classifier_bias=1.0)
+    with pytest.raises(UsageError, match=r"classifier_bias: airbench94's classifier \(head\) has no bias"):
+        ImageClassifier(cfg.to_dict(), 10, 3, list("abcdefghij"), [0.0] * 3, [1.0] * 3, 32)
+
+
 # Test-time augmentation
 
 

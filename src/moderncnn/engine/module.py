@@ -16,7 +16,7 @@ from moderncnn.engine.optim import (  # noqa: F401  (parameter_groups: public he
     lr_factor,
     parameter_groups,
 )
-from moderncnn.errors import TrainingError
+from moderncnn.errors import ConfigError, TrainingError
 from moderncnn.models.pretrained import backbone_parameters, fit_state_dict, load_pretrained
 from moderncnn.registry import get_model_info
 from moderncnn.run.checkpoint import create_network
@@ -106,6 +106,8 @@ class ImageClassifier(L.LightningModule):
         self.optim = OptimizerSettings.of(cfg)
         self.net = self.build_network()
         initialise(self.net, cfg.init)
+        if cfg.classifier_bias is not None:
+            self.set_classifier_bias(cfg.classifier_bias)
         self.pretrained_report = ""
         if cfg.pretrained and load_weights:  # not when resuming: the checkpoint has the weights
             self.pretrained_report = str(load_pretrained(self.net, self.model, cfg.pretrained))
@@ -128,6 +130,13 @@ class ImageClassifier(L.LightningModule):
         self.val_loss = torchmetrics.MeanMetric()
         self.test_loss = torchmetrics.MeanMetric()
         self.train_loss = torchmetrics.MeanMetric()
+
+    def set_classifier_bias(self, value: float) -> None:
+        path = get_model_info(self.model).classifier
+        bias = getattr(self.net.get_submodule(path), "bias", None)
+        if bias is None:
+            raise ConfigError(f"classifier_bias: {self.model}'s classifier ({path}) has no bias; leave the setting out")
+        nn.init.constant_(bias, value)
 
     def build_network(self) -> nn.Module:
         """A freshly initialised network of this module's architecture (call under ``torch.device("meta")`` to

@@ -114,6 +114,12 @@ class TrainConfig:
         "test only, as airbench94's script does: with flip-shift a validation costs six forward passes per image)",
     )
     init: str = setting("default", "weight initialisation", INITS)
+    classifier_bias: float | None = setting(
+        None,
+        "start the classifier's biases at this value (default: as --init leaves them); a positive value keeps a "
+        "class map behind a ReLU alive in the first steps, as NiN's needs (Krizhevsky et al. 2012 started ReLU "
+        "biases at 1)",
+    )
     augment: str = setting(
         "none",
         "augmentation preset (airbench: random shifts of up to 2 px with reflected borders, and mirroring)",
