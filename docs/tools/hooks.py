@@ -127,13 +127,18 @@ def models_page() -> str:
              "Every registered network, generated from the registry when the site is built (`mc.list_models()`;",
              "`moderncnn models` prints the same table). Parameters and FLOPs are for 10 classes and one image at",
              "the network's default input; a multiply-add counts as two FLOPs.", "",
-             "| name | family | variant | input | params | GFLOPs | source |",
-             "|---|---|---|---|--:|--:|---|"]  # fmt: skip
+             "The weights column names our trained weights for the network (`weights:NETWORK-DATASET`, below).", "",
+             "| name | family | variant | input | params | GFLOPs | weights | source |",
+             "|---|---|---|---|--:|--:|---|---|"]  # fmt: skip
+    trained = {}
+    for name in getattr(mc, "list_weights", list)():
+        info = mc.get_weights_info(name)
+        trained.setdefault(info.network, []).append(f"`{name}`")
     for row in model_table():
         shape = "x".join(str(d) for d in row["input_shape"][1:])
         lines.append(
             f"| `{row['name']}` | {row['family']} | {row['variant']} | {shape} | {row['params']:,} | "
-            f"{row['flops'] / 1e9:.3f} | {row['source']} |"
+            f"{row['flops'] / 1e9:.3f} | {', '.join(trained.get(row['name'], []))} | {row['source']} |"
         )
     lines += ["", "## Trained weights", ""]
     if hasattr(mc, "list_weights") or "list_weights" in getattr(mc, "_EXPORTS", {}):
