@@ -2,6 +2,7 @@
 
     python benchmarks/allocator.py                                  # airbench94 at batch 2000, vgg_d2l at 512
     python benchmarks/allocator.py --case resnet20:128 --rounds 3
+    python benchmarks/allocator.py --case alexnet_d2l:128:65 --case vgg_d2l:128:32   # d2l-ch7 fast's inputs
 
 glibc gives every freed block above 32 MB back to the kernel, so a network whose per-step tensors are that large
 (airbench94 at the recipe's batch of 2000; AlexNet's and VGG's fully connected layers) has them mapped and
@@ -39,10 +40,15 @@ ALLOCATORS = {
 CLI = [sys.executable, "-m", "moderncnn.cli"]
 
 
-def run_case(model: str, batch: int, env: dict, repeats: int, precision: str) -> dict:
-    """One ``moderncnn benchmark`` of ``model`` in a fresh process with ``env`` added: images/s, kernel s, faults."""
+def run_case(model: str, batch: int, env: dict, repeats: int, precision: str, size: int | None = None) -> dict:
+    """One ``moderncnn benchmark`` of ``model`` in a fresh process with ``env`` added: images/s, kernel s, faults.
+    ``size``: square input side (the network's own channels); default the network's own input."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     args = ["benchmark", model, "--train", "--batch-size", str(batch), "--precision", precision, "--json"]
+    if size:
+        from moderncnn.registry import get_model_info
+
+        args += ["--input", f"{get_model_info(model).in_channels}x{size}x{size}"]
     done = subprocess.run(
         [*CLI, *args, "--repeats", str(repeats)], capture_output=True, text=True, env={**os.environ, **env}
     )
@@ -63,8 +69,8 @@ def run_case(model: str, batch: int, env: dict, repeats: int, precision: str) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--case", action="append", metavar="MODEL:BATCH", help="network and batch size (repeatable; default: "
-        "airbench94:2000 and vgg_d2l:512)"
+        "--case", action="append", metavar="MODEL:BATCH[:PX]", help="network, batch size and optionally the input "
+        "side in pixels (repeatable; default: airbench94:2000 and vgg_d2l:512)"
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2, help="times each allocator runs each case (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes inside each benchmark (default 3)")
@@ -84,13 +90,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         chosen[name] = ALLOCATORS[name]
     for case in args.case or ["airbench94:2000", "vgg_d2l:512"]:
-        model, _, batch = case.partition(":")
+        model, _, rest = case.partition(":")
+        batch, _, size = rest.partition(":")
         results: dict[str, list[dict]] = {name: [] for name in chosen}
         for _ in range(args.rounds):
             for name, env in chosen.items():
-                results[name].append(run_case(model, int(batch or 128), env, args.repeats, args.precision))
+                row = run_case(model, int(batch or 128), env, args.repeats, args.precision, int(size) if size else None)
+                results[name].append(row)
         base = statistics.median(r["images_per_sec"] for r in results["glibc"]) if "glibc" in results else None
-        print(f"\n{model}, batch {batch}, {results[next(iter(chosen))][0]['precision']}:")
+        at = f", {size} px" if size else ""
+        print(f"\n{model}, batch {batch}{at}, {results[next(iter(chosen))][0]['precision']}:")
         print("| allocator | images/s (each round) | vs glibc | kernel s | user s | minor faults |")
         print("|---|---|--:|--:|--:|--:|")
         for name, rows in results.items():
