@@ -24,8 +24,8 @@ BUDGET_NOTES = {
     "quick": "fewer epochs (and native resolution where the recipe says so): "
     "accuracies are NOT comparable with the published ones",
     "fast": "the same networks trained with a modern recipe for the least time (native resolution, one-cycle "
-    "schedule, augmentation, label smoothing, test-time flips; see the recipe's `fast` budget), not the source's "
-    "settings: the accuracies compare what each network reaches, not how the source trained it",
+    "schedule, augmentation, label smoothing, test-time augmentation; see the recipe's `fast` budget), not the "
+    "source's settings: the accuracies compare what each network reaches, not how the source trained it",
     "smoke": "a few batches per network, to check that everything runs: "
     "accuracies are NOT comparable with the published ones",
 }
