@@ -43,7 +43,20 @@ class Target:
 TARGETS = {
     "fmnist-5min": Target(
         "FashionMNIST",
-        ["train", "resnet20", "--dataset", "fashion-mnist", "--recipe", "fast", "--epochs", "5"],
+        # airbench's six test views, and one view at each epoch's check (which chooses nothing: the last epoch is kept)
+        [
+            "train",
+            "resnet20",
+            "--dataset",
+            "fashion-mnist",
+            "--recipe",
+            "fast",
+            "--epochs",
+            "5",
+            "--tta",
+            "flip-shift",
+            "--no-tta-val",
+        ],
         0.93,
         5,
         "Fashion-MNIST >= 0.93 in 5 minutes, any registered network",
@@ -51,9 +64,9 @@ TARGETS = {
     "fmnist-20min": Target(
         "FashionMNIST",
         ["train", "resnet20", "--dataset", "fashion-mnist", "--recipe", "fast", "--epochs", "20", "--cutout", "8"],
-        0.945,
+        0.95,
         20,
-        "Fashion-MNIST >= 0.945 in 20 minutes, any registered network",
+        "Fashion-MNIST >= 0.95 in 20 minutes, any registered network (ResNet-18's 0.949 in Fashion-MNIST's own table)",
     ),
     "cifar10-25min": Target(
         "cifar-10-batches-py",
