@@ -52,7 +52,7 @@ TARGETS = {
             "--recipe",
             "fast",
             "--epochs",
-            "5",
+            "6",
             "--tta",
             "flip-shift",
             "--no-tta-val",
