@@ -72,7 +72,7 @@ def test_unknown_names_fail_in_one_line_naming_the_published_ones():
     with pytest.raises(UsageError, match=r"did you mean lenet_bn-digits") as err:
         get_weights_info("lenet_bn-digit")
     assert "\n" not in str(err.value)
-    with pytest.raises(UsageError, match="published weights for digits, not 'cifar100'"):
+    with pytest.raises(UsageError, match="published weights for digits, fashion-mnist, not 'cifar100'"):
         mc.create_model("lenet_bn", pretrained="cifar100")
 
 

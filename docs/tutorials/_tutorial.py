@@ -176,3 +176,36 @@ def dataset_images(dataset: str, out: str | Path, count: int = 3, data_dir: str 
         PILImage.fromarray(array).save(path)
         paths.append(path)
     return paths
+
+
+def gradcam_layer(run: str | Path) -> str | None:
+    """The layer a page's Grad-CAM looks at: ``None`` (the network's feature layer, as `explain` picks) unless that
+    layer has 1x1 maps at the run's input size, as it has at the smallest input a network accepts, where a map would be
+    uniform; then the deepest module before it whose maps are larger (the page prints which)."""
+    import torch
+
+    from moderncnn.registry import get_model_info
+    from moderncnn.run.checkpoint import load_run
+
+    net, info = load_run(run, "last")
+    sizes: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.dim() == 4:
+                sizes[name] = output.shape[2] * output.shape[3]
+
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in net.named_modules() if name]
+    with torch.no_grad():
+        net(torch.zeros(1, info.in_channels, info.input_size, info.input_size))
+    for handle in handles:
+        handle.remove()
+    feature = get_model_info(info.config.model).feature_layer
+    if sizes.get(feature, 2) > 1:
+        return None
+    order = list(sizes)  # the order the modules finished in: a block after the layers inside it
+    before = order[: order.index(feature)] if feature in order else order
+    larger = [name for name in before if sizes[name] > 1]
+    return larger[-1] if larger else None

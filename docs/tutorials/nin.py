@@ -81,11 +81,14 @@ page.show(plot_run_filters(run, run / "filters.png").path, width=520)
 # %% [markdown]
 # ## Where it looks: Grad-CAM
 #
-# Grad-CAM weighs the last convolutional stage's feature maps by the gradient of the predicted class: the bright
-# parts are what speaks for the prediction. The title gives the prediction; red means it is wrong.
+# Grad-CAM weighs a convolutional stage's feature maps by the gradient of the predicted class: the bright parts are
+# what speaks for the prediction. The title gives the prediction; red means it is wrong. At 67 pixels NiN's class
+# block works on a single pixel, whose map would be uniform, so this page looks at the deepest layer with larger maps.
 
 # %%
 images = page.test_images(run, run / "test-images", count=2)
-explanations, failures = explain_images(run, images, run / "gradcam", method="gradcam")
+layer = page.gradcam_layer(run)  # None: the network's own feature layer
+print(f"Grad-CAM at layer {layer}" if layer else "Grad-CAM at the network's feature layer")
+explanations, failures = explain_images(run, images, run / "gradcam", method="gradcam", layer=layer)
 for explanation in explanations:
     page.show(explanation.overlay, width=360)

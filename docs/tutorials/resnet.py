@@ -82,9 +82,13 @@ page.show(plot_run_filters(run, run / "filters.png").path, width=520)
 #
 # Grad-CAM weighs the last stage's feature maps by the gradient of the predicted class and keeps what speaks for
 # it. The title gives the prediction; red means wrong.
+# At the `fast` budget's small inputs the last stage's maps can be 1x1, which would give a uniform map; the page
+# then looks at the deepest layer whose maps are larger, and says which.
 
 # %%
 images = page.test_images(run, run / "test-images", count=2)
-explanations, failures = explain_images(run, images, run / "gradcam", method="gradcam")
+layer = page.gradcam_layer(run)  # None: the network's own feature layer
+print(f"Grad-CAM at layer {layer}" if layer else "Grad-CAM at the network's feature layer")
+explanations, failures = explain_images(run, images, run / "gradcam", method="gradcam", layer=layer)
 for explanation in explanations:
     page.show(explanation.overlay, width=360)
