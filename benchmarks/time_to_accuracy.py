@@ -40,30 +40,23 @@ class Target:
     note: str = ""
 
 
+# Fashion-MNIST with the airbench recipe: the dataset, and its own pixel statistics in place of the recipe's CIFAR-10
+# ones (mean 0.286, std 0.353 over the training images).
+FMNIST_STATS = ["--dataset", "fashion-mnist", "--mean", "0.286", "--std", "0.353"]
+
 TARGETS = {
     "fmnist-5min": Target(
         "FashionMNIST",
-        # airbench's six test views, and one view at each epoch's check (which chooses nothing: the last epoch is kept)
-        [
-            "train",
-            "resnet20",
-            "--dataset",
-            "fashion-mnist",
-            "--recipe",
-            "fast",
-            "--epochs",
-            "6",
-            "--tta",
-            "flip-shift",
-            "--no-tta-val",
-        ],
+        # The speed-run network with its own recipe (Muon, alternating flips, six test views), on Fashion-MNIST's
+        # statistics: a wider network learns more in the same minutes than resnet20 (0.9287 in 4.3 minutes).
+        ["train", "airbench94", "--recipe", "airbench:full", *FMNIST_STATS, "--epochs", "6"],
         0.93,
         5,
         "Fashion-MNIST >= 0.93 in 5 minutes, any registered network",
     ),
     "fmnist-20min": Target(
         "FashionMNIST",
-        ["train", "resnet20", "--dataset", "fashion-mnist", "--recipe", "fast", "--epochs", "20", "--cutout", "8"],
+        ["train", "airbench94", "--recipe", "airbench:full", *FMNIST_STATS, "--epochs", "24"],
         0.95,
         20,
         "Fashion-MNIST >= 0.95 in 20 minutes, any registered network (ResNet-18's 0.949 in Fashion-MNIST's own table)",
