@@ -159,8 +159,7 @@ def _published(info: WeightsInfo) -> str:
     if not published:
         return f"No published figure for {info.network} on {info.dataset} is known to us."
     value = float(published["value"])
-    diff = 100 * (float(info.test_acc) - value)
-    return (
-        f"{published['label']}: {_pct(value)} ({published.get('source', '')}); this file: {_pct(info.test_acc)}, "
-        f"{diff:+.2f} points."
-    )
+    ours = f"{_pct(info.test_acc)}, {100 * (float(info.test_acc) - value):+.2f} points"
+    if info.test_acc_tta is not None:  # a figure published with test-time views compares with ours with them
+        ours += f"; with {info.tta} TTA {_pct(info.test_acc_tta)}, {100 * (info.test_acc_tta - value):+.2f} points"
+    return f"{published['label']}: {_pct(value)} ({published.get('source', '')}); this file: {ours}."
