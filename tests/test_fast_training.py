@@ -214,7 +214,7 @@ def test_both_bundled_recipes_have_a_fast_budget_for_every_network():
         assert "fast" in recipe.budgets, recipe.name
         if recipe.name == "uva-tutorial5":
             for cfg in recipe.configs("fast"):
-                assert (cfg.schedule, cfg.tta, cfg.optimizer, cfg.norm_weight_decay) == ("onecycle", True, "sgd", 0.0)
+                assert (cfg.schedule, cfg.tta, cfg.optimizer, cfg.norm_weight_decay) == ("onecycle", "flip-shift", "sgd", 0.0)
         fast = recipe.budgets["fast"]
         assert set(fast.get("networks", {})) <= {n.model for n in recipe.networks}
 
@@ -229,7 +229,7 @@ def test_a_budget_sets_networks_apart_and_the_caller_still_wins():
 
 
 def test_train_recipe_fast_finds_the_recipe_for_the_network_or_the_dataset():
-    assert recipe_settings("fast", "resnet_uva", "cifar10")["tta"] is True  # listed by uva-tutorial5
+    assert recipe_settings("fast", "resnet_uva", "cifar10")["tta"] == "flip-shift"  # listed by uva-tutorial5
     assert recipe_settings("fast", "resnet20", "cifar10")["schedule"] == "onecycle"  # uva-tutorial5's dataset
     assert recipe_settings("uva-tutorial5:fast", "resnet20")["dataset"] == "cifar10"
     with pytest.raises(UsageError, match="no budget 'fastest'"):
@@ -244,7 +244,7 @@ def test_the_train_command_line_layers_recipe_then_flags():
 
     args = build_parser().parse_args(["train", "resnet20", "--dataset", "cifar10", "--recipe", "fast", "--epochs", "2"])
     cfg = settings_from(args)
-    assert (cfg.epochs, cfg.schedule, cfg.label_smoothing, cfg.tta) == (2, "onecycle", 0.1, True)
+    assert (cfg.epochs, cfg.schedule, cfg.label_smoothing, cfg.tta) == (2, "onecycle", 0.1, "flip-shift")
     args = build_parser().parse_args(["train", "resnet20", "--recipe", "fast", "--config", "x.yaml"])
     with pytest.raises(UsageError, match="--recipe and --config"):
         settings_from(args)
@@ -267,7 +267,7 @@ def test_a_fast_budget_trains_at_smoke_size(tmp_path):
     comparison = reproduce(recipe, "fast", out=tmp_path / "out", only=["resnet_uva"], overrides=overrides, quiet=True)
     assert not comparison.failures
     saved = yaml_load(tmp_path / "out" / "resnet_uva" / "config.yaml")
-    assert (saved["schedule"], saved["tta"], saved["label_smoothing"], saved["epochs"]) == ("onecycle", True, 0.1, 2)
+    assert (saved["schedule"], saved["tta"], saved["label_smoothing"], saved["epochs"]) == ("onecycle", "flip-shift", 0.1, 2)
 
 
 def yaml_load(path: Path) -> dict:
