@@ -214,7 +214,12 @@ def test_both_bundled_recipes_have_a_fast_budget_for_every_network():
         assert "fast" in recipe.budgets, recipe.name
         if recipe.name == "uva-tutorial5":
             for cfg in recipe.configs("fast"):
-                assert (cfg.schedule, cfg.tta, cfg.optimizer, cfg.norm_weight_decay) == ("onecycle", "flip-shift", "sgd", 0.0)
+                assert (cfg.schedule, cfg.tta, cfg.optimizer, cfg.norm_weight_decay) == (
+                    "onecycle",
+                    "flip-shift",
+                    "sgd",
+                    0.0,
+                )
         fast = recipe.budgets["fast"]
         assert set(fast.get("networks", {})) <= {n.model for n in recipe.networks}
 
@@ -267,7 +272,12 @@ def test_a_fast_budget_trains_at_smoke_size(tmp_path):
     comparison = reproduce(recipe, "fast", out=tmp_path / "out", only=["resnet_uva"], overrides=overrides, quiet=True)
     assert not comparison.failures
     saved = yaml_load(tmp_path / "out" / "resnet_uva" / "config.yaml")
-    assert (saved["schedule"], saved["tta"], saved["label_smoothing"], saved["epochs"]) == ("onecycle", "flip-shift", 0.1, 2)
+    assert (saved["schedule"], saved["tta"], saved["label_smoothing"], saved["epochs"]) == (
+        "onecycle",
+        "flip-shift",
+        0.1,
+        2,
+    )
 
 
 def yaml_load(path: Path) -> dict:
