@@ -159,7 +159,11 @@ def _published(info: WeightsInfo) -> str:
     if not published:
         return f"No published figure for {info.network} on {info.dataset} is known to us."
     value = float(published["value"])
-    ours = f"{_pct(info.test_acc)}, {100 * (float(info.test_acc) - value):+.2f} points"
+
+    def beside(acc: float) -> str:
+        return f"{_pct(acc)}, {100 * (float(acc) - value):+.2f} points"
+
+    ours = beside(info.test_acc)
     if info.test_acc_tta is not None:  # a figure published with test-time views compares with ours with them
-        ours += f"; with {info.tta} TTA {_pct(info.test_acc_tta)}, {100 * (info.test_acc_tta - value):+.2f} points"
+        ours += f"; with {info.tta} TTA {beside(info.test_acc_tta)}"
     return f"{published['label']}: {_pct(value)} ({published.get('source', '')}); this file: {ours}."
