@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="data root")
     parser.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # OMP_NUM_THREADS=2 python ... for a quiet 2-core machine
     from moderncnn.engine.evaluate import evaluate
     from moderncnn.errors import DataError
     from moderncnn.weights import list_weights
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             HEADING,
             "",
-            f"{datetime.date.today().isoformat()}, {platform.machine()} CPU, one thread: each weight evaluated with "
+            f"{datetime.date.today().isoformat()}, {platform.machine()} CPU, {_threads()}: each weight evaluated with "
             "`evaluate weights:NAME` on the full test split, plain and with its test-time augmentation, beside "
             f"what its table entry and card state (holds: both within {TOLERANCE}).",
             "",
@@ -82,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _f(value) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+def _threads() -> str:
+    import torch
+
+    count = torch.get_num_threads()
+    return "one thread" if count == 1 else f"{count} threads"
 
 
 if __name__ == "__main__":
