@@ -3,9 +3,10 @@
     python benchmarks/check_weights.py [NAME ...] [--write]
 
 Each weight is loaded as a user loads it (checksum, safetensors, the table's preprocessing) and evaluated with
-``moderncnn.engine.evaluate`` on its dataset's full test split, plain and with flip TTA; a weight holds when both
-are within 0.002 of its table entry. ``--write`` puts the table into ``benchmarks/RESULTS.md`` (replacing the
-section it wrote before). Weights whose dataset is absent are listed as skipped. Exit code 1 when one misses.
+``moderncnn.engine.evaluate`` on its dataset's full test split, plain and with its test-time augmentation; a
+weight holds when both are within 0.002 of its table entry. ``--write`` puts the table into
+``benchmarks/RESULTS.md`` (replacing the section it wrote before). Weights whose dataset is absent are listed as
+skipped. Exit code 1 when one misses.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "weights",
         help="our trained weights: list them, or print one's model card",
-        description="Without NAME, list every published weight: network, dataset, test accuracy (and with flip TTA), "
-        "recipe, epochs, training time and hardware, date, file size and sha256. With NAME, print its model card. "
+        description="Without NAME, list every published weight: network, dataset, test accuracy (and with its "
+        "test-time augmentation), recipe, epochs, training time and hardware, date, file size and sha256. "
+        "With NAME, print its model card. "
         "Use one anywhere a command takes a RUN: `moderncnn predict weights:NAME image.png`.",
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="a weight's name, e.g. resnet20-cifar10")
