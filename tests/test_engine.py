@@ -58,6 +58,7 @@ def test_a_run_directory_holds_everything_about_the_run(tmp_path):
     assert saved["model"] == "lenet_bn" and saved["lr"] == 0.5 and saved["run_dir"] == str(run)
     results = json.loads((run / "results.json").read_text())
     assert results["test_acc"] == pytest.approx(result.test_acc, abs=1e-6) and results["summary"] == str(result)
+    assert results["recipe"] is None and results["budget"] is None  # a plain `train`, not a `reproduce` run
     # The checkpoint has what predict/export need, and loads as tensors and plain types only.
     hparams = load_checkpoint(run / "checkpoints" / "best.ckpt")["hyper_parameters"]
     assert hparams["config"]["model"] == "lenet_bn" and hparams["class_names"][1] == "18deg"

@@ -169,6 +169,7 @@ def test_reproduce_a_user_recipe_writes_runs_and_a_comparison(tmp_path):
         assert float(row["paper_speed_ratio"]) == pytest.approx(results["examples_per_sec"] / 1000, abs=1e-6)
         assert int(row["flops"]) == mc.count_flops(mc.create_model(model, in_channels=1), (1, 1, 28, 28))
         assert results["test_checkpoint"] == "best"
+        assert (results["recipe"], results["budget"]) == (recipe.stem, "full")
     markdown = (out / "comparison.md").read_text()
     assert "Budget: **full** (the published settings)" in markdown
     assert "| lenet_bn |" in markdown and "| resnet_uva |" in markdown and "made-up figures" in markdown

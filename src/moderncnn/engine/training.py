@@ -342,9 +342,12 @@ def _fit(config: TrainConfig, run: RunDir, ckpt_path: Path | None, quiet: bool, 
         tta=tta_views(config.tta),
     )
     if trainer.is_global_zero:
+        origin = run.read_origin()  # a `reproduce` run names its recipe and budget; a plain `train` has neither
         results = {
             "model": config.model,
             "dataset": config.dataset,
+            "recipe": origin.get("recipe"),
+            "budget": origin.get("budget"),
             "epochs": config.epochs,
             "params": sum(p.numel() for p in model.net.parameters()),
             "flops": _forward_flops(model, plan),
