@@ -33,6 +33,18 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def rank_children(pid: int) -> list[int]:
+    """The children of ``pid`` that Lightning's launcher started as local rank 1 (``LOCAL_RANK=1``), not
+    a short-lived helper such as ``uname`` or ``ldconfig`` that a library runs during start-up: killing one of those
+    instead of rank 1 leaves a healthy run that trains on (the cause of a rare failure of the start-up test)."""
+    ranks = []
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            if b"LOCAL_RANK=1" in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+                ranks.append(child)
+    return ranks
+
+
 def wait_for(condition, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -139,11 +151,13 @@ def kill_a_rank(tmp_path: Path, victim: int, when: str) -> tuple[Path, int, floa
         def ready() -> bool:
             if rank0.poll() is not None:
                 return True  # ended early: the assertion below shows why
-            return (run / "checkpoints" / "last.ckpt").is_file() if when == "checkpoint" else bool(children(rank0.pid))
+            if when == "checkpoint":
+                return (run / "checkpoints" / "last.ckpt").is_file()
+            return bool(rank_children(rank0.pid))
 
         wait_for(ready, 300, when)
         assert rank0.poll() is None, (tmp_path / "stderr").read_text()[-3000:]
-        (rank1,) = children(rank0.pid)
+        (rank1,) = rank_children(rank0.pid)
         killed = time.monotonic()
         if victim == 1:
             os.kill(rank1, signal.SIGKILL)
