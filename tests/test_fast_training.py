@@ -263,21 +263,28 @@ def test_a_budget_naming_a_network_the_recipe_lacks_is_refused(tmp_path):
         read_recipe(bad)
 
 
-def test_a_fast_budget_trains_at_smoke_size(tmp_path):
+@pytest.mark.parametrize(
+    ("recipe_name", "network", "dataset", "expected"),
+    [
+        # The tutorial's budget: one-cycle, six-view TTA, label smoothing 0.1.
+        ("uva-tutorial5", "resnet_uva", "synthetic:image_size=32,channels=3,num_train=600,num_test=100",
+         {"schedule": "onecycle", "tta": "flip-shift", "label_smoothing": 0.1, "lr": 0.1}),
+        # The book's: its per-network epochs and rate give way to the smoke size's epochs, not its rate.
+        ("d2l-ch7", "nin", "synthetic:image_size=28,channels=1,num_train=600,num_test=100",
+         {"schedule": "onecycle", "tta": "flip-shift", "init": "xavier", "classifier_bias": 1.0, "lr": 0.03}),
+    ],
+)  # fmt: skip
+def test_a_fast_budget_trains_at_smoke_size(tmp_path, recipe_name, network, dataset, expected):
     from moderncnn.reproduce import reproduce
 
-    recipe = load_recipe("uva-tutorial5")
-    overrides = {"dataset": "synthetic:image_size=32,channels=3,num_train=600,num_test=100", "val_size": 100}
-    overrides.update(epochs=2, limit_batches=2)
-    comparison = reproduce(recipe, "fast", out=tmp_path / "out", only=["resnet_uva"], overrides=overrides, quiet=True)
+    recipe = load_recipe(recipe_name)
+    overrides = {"dataset": dataset, "val_size": 100, "epochs": 2, "limit_batches": 2}
+    comparison = reproduce(recipe, "fast", out=tmp_path / "out", only=[network], overrides=overrides, quiet=True)
     assert not comparison.failures
-    saved = yaml_load(tmp_path / "out" / "resnet_uva" / "config.yaml")
-    assert (saved["schedule"], saved["tta"], saved["label_smoothing"], saved["epochs"]) == (
-        "onecycle",
-        "flip-shift",
-        0.1,
-        2,
-    )
+    saved = yaml_load(tmp_path / "out" / network / "config.yaml")
+    assert {key: saved[key] for key in expected} == expected and saved["epochs"] == 2
+    results = json.loads((tmp_path / "out" / network / "results.json").read_text())
+    assert (results["recipe"], results["budget"]) == (recipe_name, "fast")
 
 
 def yaml_load(path: Path) -> dict:
