@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if HEADING in text:
             start = text.index(HEADING)
             end = text.find("\n## ", start + len(HEADING))
-            text = text[:start] + table + (text[end + 1 :] if end != -1 else "")
+            text = text[:start] + table + ("\n" + text[end + 1 :] if end != -1 else "")  # a blank line before the next
         else:
             text = text.rstrip("\n") + "\n\n" + table
         results.write_text(text)
