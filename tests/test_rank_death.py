@@ -34,9 +34,9 @@ def children(pid: int) -> list[int]:
 
 
 def rank_children(pid: int) -> list[int]:
-    """The children of ``pid`` that Lightning's launcher started as local rank 1 (``LOCAL_RANK=1``), not
-    a short-lived helper such as ``uname`` or ``ldconfig`` that a library runs during start-up: killing one of those
-    instead of rank 1 leaves a healthy run that trains on (the cause of a rare failure of the start-up test)."""
+    """The children of ``pid`` that Lightning's launcher started as local rank 1 (``LOCAL_RANK=1``), not a
+    short-lived helper run during start-up (``strace`` shows ctypes' ``ldconfig -p`` before the launcher): killing
+    that instead of rank 1 leaves a healthy run that trains on (the cause of a rare failure of the start-up test)."""
     ranks = []
     for child in children(pid):
         with contextlib.suppress(OSError):  # it ended meanwhile
